@@ -1,0 +1,70 @@
+package io.rbdnbd.cli;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+import com.typesafe.config.ConfigFactory;
+
+import java.io.PrintStream;
+import java.util.Arrays;
+
+/** Entry point of {@code bin/rbd-nbd}: picks the command and turns failures into one line and an exit code. */
+public final class Main {
+    /** Exit code for a command line that cannot be run (unknown command, bad option). */
+    static final int EXIT_USAGE = 2;
+    /** Exit code when the command ran and failed (image cannot be opened, socket in use, ...). */
+    static final int EXIT_FAILURE = 1;
+
+    private Main() {
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(args, System.out, System.err));
+    }
+
+    static int run(String[] args, PrintStream out, PrintStream err) {
+        if (args.length == 0 || args[0].equals("-h") || args[0].equals("--help") || args[0].equals("help")) {
+            (args.length == 0 ? err : out).print(usage());
+            return args.length == 0 ? EXIT_USAGE : 0;
+        }
+        String command = args[0];
+        String[] rest = Arrays.copyOfRange(args, 1, args.length);
+        try {
+            return switch (command) {
+                case "serve" -> ServeCommand.parse(rest).run(loadConfig(), out);
+                default -> throw new UsageException("unknown command '" + command + "'");
+            };
+        } catch (UsageException e) {
+            err.println("rbd-nbd: " + e.getMessage());
+            err.println("run 'rbd-nbd --help' for usage");
+            return EXIT_USAGE;
+        } catch (ConfigException e) {
+            err.println("rbd-nbd: bad configuration: " + e.getMessage());
+            return EXIT_FAILURE;
+        } catch (CommandFailedException e) {
+            err.println("rbd-nbd: " + e.getMessage());
+            return EXIT_FAILURE;
+        }
+    }
+
+    /** -D overrides, then application.conf or -Dconfig.file, then the daemon's defaults, then reference.conf. */
+    static Config loadConfig() {
+        return ConfigFactory.defaultOverrides()
+                .withFallback(ConfigFactory.defaultApplication())
+                .withFallback(ConfigFactory.parseResources(Main.class.getClassLoader(), "rbdnbd-daemon.conf"))
+                .withFallback(ConfigFactory.defaultReference())
+                .resolve();
+    }
+
+    static String usage() {
+        return """
+                usage: rbd-nbd COMMAND ...
+
+                  serve IMAGE (--socket PATH | --listen HOST:PORT)... [--read-only] [--size SIZE] [--name NAME]
+                      Export IMAGE over the NBD protocol until SIGTERM or SIGINT, then drain and exit 0.
+                      Prints one URI per listener (nbd+unix:///?socket=PATH, nbd://HOST:PORT/).
+                      IMAGE is file:PATH (--size SIZE creates it sparse when absent) or memory:SIZE.
+
+                Sizes take K, M, G, T suffixes (powers of 1024).
+                """;
+    }
+}

@@ -1,0 +1,183 @@
+package io.rbdnbd.cli;
+
+import com.typesafe.config.Config;
+import io.rbdnbd.engine.backend.BackendException;
+import io.rbdnbd.engine.backend.Backends;
+import io.rbdnbd.engine.backend.BlockBackend;
+import io.rbdnbd.engine.backend.ImageSpec;
+import io.rbdnbd.engine.server.Export;
+import io.rbdnbd.engine.server.ExportServer;
+import io.rbdnbd.engine.stream.EngineSettings;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import sun.misc.Signal;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/** {@code rbd-nbd serve}: one image as an NBD export, in the foreground, until SIGTERM/SIGINT. */
+final class ServeCommand {
+    private static final Logger log = LoggerFactory.getLogger(ServeCommand.class);
+
+    record Listen(String host, int port) {
+    }
+
+    private final ImageSpec image;
+    private final List<Path> sockets;
+    private final List<Listen> listens;
+    private final boolean readOnly;
+    private final long createSize;
+    private final String name;
+
+    ServeCommand(ImageSpec image, List<Path> sockets, List<Listen> listens, boolean readOnly, long createSize,
+                 String name) {
+        this.image = image;
+        this.sockets = sockets;
+        this.listens = listens;
+        this.readOnly = readOnly;
+        this.createSize = createSize;
+        this.name = name;
+    }
+
+    static ServeCommand parse(String[] args) throws UsageException {
+        String spec = null;
+        List<Path> sockets = new ArrayList<>();
+        List<Listen> listens = new ArrayList<>();
+        boolean readOnly = false;
+        long size = -1;
+        String name = "";
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            switch (a) {
+                case "--socket" -> sockets.add(Path.of(value(args, ++i, a)).toAbsolutePath());
+                case "--listen" -> listens.add(parseListen(value(args, ++i, a)));
+                case "--read-only" -> readOnly = true;
+                case "--size" -> size = parseSize(value(args, ++i, a));
+                case "--name" -> name = value(args, ++i, a);
+                default -> {
+                    if (a.startsWith("-")) {
+                        throw new UsageException("serve: unknown option '" + a + "'");
+                    }
+                    if (spec != null) {
+                        throw new UsageException("serve: one image only, got '" + spec + "' and '" + a + "'");
+                    }
+                    spec = a;
+                }
+            }
+        }
+        if (spec == null) {
+            throw new UsageException("serve: no image given (file:PATH or memory:SIZE)");
+        }
+        if (sockets.isEmpty() && listens.isEmpty()) {
+            throw new UsageException("serve: give --socket PATH or --listen HOST:PORT");
+        }
+        ImageSpec image;
+        try {
+            image = ImageSpec.parse(spec);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("serve: " + e.getMessage());
+        }
+        if (size >= 0 && !(image instanceof ImageSpec.FileImage)) {
+            throw new UsageException("serve: --size applies to file: images only");
+        }
+        return new ServeCommand(image, sockets, listens, readOnly, size, name);
+    }
+
+    private static String value(String[] args, int i, String option) throws UsageException {
+        if (i >= args.length) {
+            throw new UsageException("serve: " + option + " needs a value");
+        }
+        return args[i];
+    }
+
+    private static long parseSize(String s) throws UsageException {
+        try {
+            return ImageSpec.parseSize(s);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("serve: --size: " + e.getMessage());
+        }
+    }
+
+    static Listen parseListen(String s) throws UsageException {
+        int colon = s.lastIndexOf(':');
+        if (colon <= 0 || colon == s.length() - 1) {
+            throw new UsageException("serve: --listen wants HOST:PORT, got '" + s + "'");
+        }
+        String host = s.substring(0, colon);
+        if (host.startsWith("[") && host.endsWith("]")) {
+            host = host.substring(1, host.length() - 1);
+        }
+        try {
+            int port = Integer.parseInt(s.substring(colon + 1));
+            if (port < 0 || port > 65535) {
+                throw new NumberFormatException();
+            }
+            return new Listen(host, port);
+        } catch (NumberFormatException e) {
+            throw new UsageException("serve: --listen port must be 0..65535, got '" + s.substring(colon + 1) + "'");
+        }
+    }
+
+    int run(Config config, PrintStream out) throws CommandFailedException {
+        EngineSettings settings = EngineSettings.from(config);
+        ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "rbdnbd", config);
+        BlockBackend backend;
+        try {
+            backend = Backends.open(image, readOnly, createSize, system, settings);
+        } catch (BackendException e) {
+            system.terminate();
+            throw new CommandFailedException(e.getMessage(), e);
+        }
+        ExportServer server = new ExportServer(system, settings, new Export(name, backend, readOnly));
+        CountDownLatch stop = new CountDownLatch(1);
+        Signal.handle(new Signal("TERM"), s -> stop.countDown());
+        Signal.handle(new Signal("INT"), s -> stop.countDown());
+        try {
+            for (Path p : sockets) {
+                out.println(server.bindUnix(p));
+            }
+            for (Listen l : listens) {
+                out.println(server.bindTcp(l.host(), l.port()));
+            }
+            out.flush();
+        } catch (IOException e) {
+            server.close();
+            backend.close().toCompletableFuture().join();
+            system.terminate();
+            throw new CommandFailedException("cannot listen: " + e.getMessage(), e);
+        }
+        awaitUninterruptibly(stop);
+        Duration drainTimeout = Duration.ofMillis(settings.drainTimeoutMillis());
+        log.info("signal received: draining {} connection(s) (at most {})", server.connectionCount(), drainTimeout);
+        server.drain(drainTimeout).join();
+        try {
+            backend.close().toCompletableFuture().get(drainTimeout.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (Exception e) {
+            log.error("closing {} failed: {}", backend.describe(), e.toString());
+            system.terminate();
+            return Main.EXIT_FAILURE;
+        }
+        system.terminate();
+        log.info("stopped");
+        return 0;
+    }
+
+    private static void awaitUninterruptibly(CountDownLatch latch) {
+        while (true) {
+            try {
+                latch.await();
+                return;
+            } catch (InterruptedException e) {
+                // only a signal ends serving
+            }
+        }
+    }
+}

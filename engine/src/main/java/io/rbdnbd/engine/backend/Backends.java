@@ -1,0 +1,32 @@
+package io.rbdnbd.engine.backend;
+
+import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.nativeio.NativeException;
+import org.apache.pekko.actor.ClassicActorSystemProvider;
+
+/** Opens the backend an {@link ImageSpec} names. */
+public final class Backends {
+    private Backends() {
+    }
+
+    /**
+     * @param createSize for {@code file:} images, the size to create the file with when it does
+     *                   not exist; -1 to require an existing file
+     * @throws BackendException naming the image and what failed
+     */
+    public static BlockBackend open(ImageSpec spec, boolean readOnly, long createSize,
+                                    ClassicActorSystemProvider system, EngineSettings settings) {
+        if (spec instanceof ImageSpec.MemoryImage m) {
+            return new MemoryBackend(m.size());
+        }
+        if (spec instanceof ImageSpec.FileImage f) {
+            try {
+                return FileBackend.open(f.path(), createSize, readOnly,
+                        system.classicSystem().dispatchers().lookup(settings.fileIoDispatcher()));
+            } catch (NativeException e) {
+                throw new BackendException(e.errno(), "cannot open image " + spec + ": " + e.getMessage(), e);
+            }
+        }
+        throw new IllegalArgumentException("no backend for " + spec);
+    }
+}

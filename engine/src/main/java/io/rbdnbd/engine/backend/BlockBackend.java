@@ -1,0 +1,59 @@
+package io.rbdnbd.engine.backend;
+
+import org.apache.pekko.util.ByteString;
+
+import java.util.List;
+import java.util.concurrent.CompletionStage;
+
+/**
+ * What the engine needs of a block image. Every call returns at once; the work completes the
+ * stage, never the caller's thread waiting on it. A failure completes the stage exceptionally
+ * with a {@link BackendException} carrying the errno the client should see.
+ *
+ * <p>Callers (the engine's {@code RequestDispatcher}) have already checked ranges against
+ * {@link #size()} and writes against {@link #readOnly()}: a backend may assume
+ * {@code 0 <= offset} and {@code offset + length <= size()} for every call.
+ *
+ * <p>Durability: a completed {@link #flush()} covers every write completed before it was
+ * called; a write with {@code fua} is durable once it completes. Several connections may share one
+ * backend, so every method is safe to call concurrently.
+ */
+public interface BlockBackend {
+
+    /** Current size in bytes (may change when the image is resized). */
+    long size();
+
+    /** True when the image itself cannot be written (a snapshot, a file opened read-only). */
+    boolean readOnly();
+
+    /** Reads {@code length} bytes; ranges never written read as zeroes. */
+    CompletionStage<ByteString> read(long offset, int length);
+
+    CompletionStage<Void> write(long offset, ByteString data, boolean fua);
+
+    CompletionStage<Void> flush();
+
+    /** Discards the range; it may then read as anything (our backends read zeroes). */
+    CompletionStage<Void> trim(long offset, long length, boolean fua);
+
+    /**
+     * Makes the range read as zeroes; with {@code noHole} the range stays allocated, otherwise
+     * the backend is encouraged to deallocate it.
+     */
+    CompletionStage<Void> writeZeroes(long offset, long length, boolean noHole, boolean fua);
+
+    /**
+     * Allocation state from {@code offset}: at least one extent, lengths adding up to at most
+     * {@code length}, the first starting at {@code offset}.
+     */
+    CompletionStage<List<Extent>> blockStatus(long offset, long length);
+
+    /** Advises that the range will be read soon. Completing without doing anything is correct. */
+    CompletionStage<Void> cache(long offset, long length);
+
+    /** Flushes and releases the image. The backend is unusable afterwards. */
+    CompletionStage<Void> close();
+
+    /** Human-readable identity for logs and listings, e.g. {@code file:/var/tmp/disk.img}. */
+    String describe();
+}

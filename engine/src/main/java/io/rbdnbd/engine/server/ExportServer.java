@@ -1,0 +1,255 @@
+package io.rbdnbd.engine.server;
+
+import io.rbdnbd.engine.protocol.ProtocolException;
+import io.rbdnbd.engine.stream.ByteStreams;
+import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.engine.stream.InFlightBudget;
+import io.rbdnbd.engine.stream.TransmissionFlow;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.ClassicActorSystemProvider;
+import org.apache.pekko.stream.Materializer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ClosedChannelException;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Serves one {@link Export} to NBD clients (qemu, nbdcopy, nbdinfo, fio) on Unix sockets and TCP.
+ * Each connection runs the fixed-newstyle handshake on its own thread, then the engine's
+ * {@link TransmissionFlow}; every connection shares the export's backend and in-flight budget.
+ */
+public final class ExportServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(ExportServer.class);
+
+    private final Export export;
+    private final EngineSettings settings;
+    private final Materializer mat;
+    private final InFlightBudget budget;
+    private final List<ServerSocketChannel> listeners = new CopyOnWriteArrayList<>();
+    private final List<Path> socketFiles = new CopyOnWriteArrayList<>();
+    private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
+    private final AtomicLong connectionIds = new AtomicLong();
+    private volatile boolean draining;
+
+    public ExportServer(ClassicActorSystemProvider system, EngineSettings settings, Export export) {
+        this.export = export;
+        this.settings = settings;
+        this.mat = Materializer.matFromSystem(system);
+        this.budget = new InFlightBudget(settings.maxInFlightBytes());
+    }
+
+    /** Listens on a Unix socket; returns the URI clients connect with. */
+    public String bindUnix(Path path) throws IOException {
+        if (Files.exists(path)) {
+            try (SocketChannel probe = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
+                throw new IOException("socket " + path + " is in use by another server");
+            } catch (IOException e) {
+                if (e.getMessage() != null && e.getMessage().contains("in use by another server")) {
+                    throw e;
+                }
+                Files.delete(path); // a stale socket left by a server that died
+            }
+        }
+        ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        ch.bind(UnixDomainSocketAddress.of(path));
+        socketFiles.add(path);
+        startAccepting(ch, "unix:" + path);
+        return "nbd+unix:///?socket=" + path;
+    }
+
+    /** Listens on TCP; port 0 picks a free one. Returns the URI clients connect with. */
+    public String bindTcp(String host, int port) throws IOException {
+        ServerSocketChannel ch = ServerSocketChannel.open();
+        ch.setOption(java.net.StandardSocketOptions.SO_REUSEADDR, true);
+        ch.bind(new InetSocketAddress(host, port));
+        InetSocketAddress bound = (InetSocketAddress) ch.getLocalAddress();
+        startAccepting(ch, "tcp:" + host + ":" + bound.getPort());
+        String h = bound.getAddress().getHostAddress();
+        return "nbd://" + (h.contains(":") ? "[" + h + "]" : h) + ":" + bound.getPort() + "/";
+    }
+
+    private void startAccepting(ServerSocketChannel ch, String where) {
+        listeners.add(ch);
+        Thread t = new Thread(() -> acceptLoop(ch, where), "nbd-accept-" + where);
+        t.setDaemon(true);
+        t.start();
+        log.info("serving {} on {}", export.backend().describe(), where);
+    }
+
+    private void acceptLoop(ServerSocketChannel server, String where) {
+        while (!draining) {
+            SocketChannel ch;
+            try {
+                ch = server.accept();
+            } catch (ClosedChannelException e) {
+                return;
+            } catch (IOException e) {
+                if (!draining) {
+                    log.error("accept on {} failed, no longer accepting there", where, e);
+                }
+                return;
+            }
+            if (draining) {
+                closeQuietly(ch);
+                return;
+            }
+            String name = where + "#" + connectionIds.incrementAndGet();
+            try {
+                if (ch.getRemoteAddress() instanceof InetSocketAddress) {
+                    ch.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
+                }
+            } catch (IOException e) {
+                log.debug("{}: cannot set TCP_NODELAY", name, e);
+            }
+            Connection c = new Connection(ch, name);
+            connections.add(c);
+            Thread t = new Thread(c::start, "nbd-handshake-" + name);
+            t.setDaemon(true);
+            t.start();
+        }
+    }
+
+    /** Live client connections (handshaking or transmitting). */
+    public int connectionCount() {
+        return connections.size();
+    }
+
+    /**
+     * Stops accepting, stops reading new requests on every connection, lets the requests in flight
+     * finish and their replies go out (for at most {@code timeout}), then closes everything.
+     * The backend is the caller's to close.
+     */
+    public CompletableFuture<Done> drain(Duration timeout) {
+        draining = true;
+        closeListeners();
+        List<CompletableFuture<Done>> done = connections.stream().map(Connection::drain).toList();
+        return CompletableFuture.allOf(done.toArray(CompletableFuture[]::new))
+                .completeOnTimeout(null, timeout.toMillis(), TimeUnit.MILLISECONDS)
+                .thenApply(v -> {
+                    for (Connection c : connections) {
+                        log.warn("{}: in-flight requests did not finish within {}; closing", c.name, timeout);
+                        c.abort();
+                    }
+                    return Done.getInstance();
+                });
+    }
+
+    @Override
+    public void close() {
+        draining = true;
+        closeListeners();
+        connections.forEach(Connection::abort);
+    }
+
+    private void closeListeners() {
+        for (ServerSocketChannel l : listeners) {
+            closeQuietly(l);
+        }
+        listeners.clear();
+        for (Path p : socketFiles) {
+            try {
+                Files.deleteIfExists(p);
+            } catch (IOException e) {
+                log.warn("cannot remove socket {}: {}", p, e.toString());
+            }
+        }
+        socketFiles.clear();
+    }
+
+    private static void closeQuietly(java.io.Closeable c) {
+        try {
+            c.close();
+        } catch (IOException ignored) {
+            // closing is best effort: the peer may have gone already
+        }
+    }
+
+    private final class Connection {
+        private final SocketChannel ch;
+        private final String name;
+        private final CompletableFuture<Done> finished = new CompletableFuture<>();
+        private volatile boolean transmitting;
+
+        Connection(SocketChannel ch, String name) {
+            this.ch = ch;
+            this.name = name;
+        }
+
+        void start() {
+            InputStream in = ChannelStreams.in(ch);
+            OutputStream out = ChannelStreams.out(ch);
+            Optional<Handshake.Result> negotiated;
+            try {
+                negotiated = new Handshake(export, settings.maxPayload(), name).run(in, out);
+            } catch (ProtocolException e) {
+                log.warn("{}: closing the connection during the handshake: {}", name, e.getMessage());
+                end();
+                return;
+            } catch (IOException e) {
+                log.debug("{}: handshake ended: {}", name, e.toString());
+                end();
+                return;
+            }
+            if (negotiated.isEmpty() || draining) {
+                end();
+                return;
+            }
+            Handshake.Result r = negotiated.get();
+            log.debug("{}: transmission (structured replies: {}, base:allocation: {})", name,
+                    r.structuredReplies(), r.baseAllocation());
+            transmitting = true;
+            ByteStreams.run(mat, settings, in, out, TransmissionFlow.create(export.backend(), settings,
+                            r.structuredReplies(), r.baseAllocation(), export.effectivelyReadOnly(), budget, name))
+                    .whenComplete((d, t) -> {
+                        if (t != null) {
+                            log.debug("{}: connection ended: {}", name, t.toString());
+                        }
+                        end();
+                    });
+        }
+
+        /** Stop reading: the flow completes once in-flight requests are answered. */
+        CompletableFuture<Done> drain() {
+            try {
+                if (transmitting) {
+                    ch.shutdownInput();
+                } else {
+                    ch.close(); // still handshaking: nothing in flight to wait for
+                }
+            } catch (IOException e) {
+                abort();
+            }
+            return finished;
+        }
+
+        void abort() {
+            closeQuietly(ch);
+            end();
+        }
+
+        private void end() {
+            closeQuietly(ch);
+            connections.remove(this);
+            finished.complete(Done.getInstance());
+        }
+    }
+}

@@ -1,0 +1,181 @@
+package io.rbdnbd.nativeio;
+
+import com.sun.jna.LastErrorException;
+import com.sun.jna.Native;
+import com.sun.jna.NativeLibrary;
+
+import java.nio.ByteBuffer;
+
+/**
+ * Thin libc bindings (JNA direct mapping: one JNI hop per call, no reflection). Each public
+ * method retries EINTR where the call is restartable and turns a failure into a
+ * {@link NativeException} naming what was attempted. Buffers must be direct.
+ */
+public final class LibC {
+    public static final int O_RDONLY = 0;
+    public static final int O_RDWR = 2;
+    public static final int O_CREAT = 0x40;
+    public static final int O_EXCL = 0x80;
+    public static final int O_CLOEXEC = 0x80000;
+
+    public static final int SEEK_END = 2;
+    public static final int SEEK_DATA = 3;
+    public static final int SEEK_HOLE = 4;
+
+    public static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+
+    public static final int POSIX_FADV_WILLNEED = 3;
+
+    static {
+        Native.register(NativeLibrary.getInstance("c"));
+    }
+
+    private LibC() {
+    }
+
+    private static native int open(String path, int flags, int mode) throws LastErrorException;
+
+    private static native int close(int fd) throws LastErrorException;
+
+    private static native long pread(int fd, ByteBuffer buf, long count, long offset) throws LastErrorException;
+
+    private static native long pwrite(int fd, ByteBuffer buf, long count, long offset) throws LastErrorException;
+
+    private static native int fdatasync(int fd) throws LastErrorException;
+
+    private static native int fallocate(int fd, int mode, long offset, long len) throws LastErrorException;
+
+    private static native long lseek(int fd, long offset, int whence) throws LastErrorException;
+
+    private static native int ftruncate(int fd, long length) throws LastErrorException;
+
+    private static native int posix_fadvise(int fd, long offset, long len, int advice);
+
+    private static native String strerror(int errnum);
+
+    static String strerror0(int errno) {
+        return strerror(errno);
+    }
+
+    public static int openFile(String path, int flags, int mode) throws NativeException {
+        while (true) {
+            try {
+                return open(path, flags | O_CLOEXEC, mode);
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != Errno.EINTR) {
+                    throw new NativeException("open " + path, e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    public static void closeFd(int fd) throws NativeException {
+        try {
+            close(fd); // never retried: on Linux the fd is gone even when close reports EINTR
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() != Errno.EINTR) {
+                throw new NativeException("close fd " + fd, e.getErrorCode());
+            }
+        }
+    }
+
+    /** Reads exactly {@code buf.remaining()} bytes at {@code offset}; bytes past end of file read as zero. */
+    public static void preadFully(int fd, ByteBuffer buf, long offset) throws NativeException {
+        while (buf.hasRemaining()) {
+            long n;
+            try {
+                n = pread(fd, buf.slice(), buf.remaining(), offset);
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() == Errno.EINTR) {
+                    continue;
+                }
+                throw new NativeException("pread fd " + fd + " at " + offset, e.getErrorCode());
+            }
+            if (n == 0) { // end of file: a sparse image's tail reads as zeroes
+                while (buf.hasRemaining()) {
+                    buf.put((byte) 0);
+                }
+                return;
+            }
+            buf.position(buf.position() + (int) n);
+            offset += n;
+        }
+    }
+
+    /** Writes all of {@code buf.remaining()} bytes at {@code offset}. */
+    public static void pwriteFully(int fd, ByteBuffer buf, long offset) throws NativeException {
+        while (buf.hasRemaining()) {
+            long n;
+            try {
+                n = pwrite(fd, buf.slice(), buf.remaining(), offset);
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() == Errno.EINTR) {
+                    continue;
+                }
+                throw new NativeException("pwrite fd " + fd + " at " + offset, e.getErrorCode());
+            }
+            buf.position(buf.position() + (int) n);
+            offset += n;
+        }
+    }
+
+    public static void fdatasyncFd(int fd) throws NativeException {
+        while (true) {
+            try {
+                fdatasync(fd);
+                return;
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != Errno.EINTR) {
+                    throw new NativeException("fdatasync fd " + fd, e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    public static void fallocateFd(int fd, int mode, long offset, long len) throws NativeException {
+        while (true) {
+            try {
+                fallocate(fd, mode, offset, len);
+                return;
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != Errno.EINTR) {
+                    throw new NativeException("fallocate fd " + fd + " mode " + mode + " at " + offset + "+" + len,
+                            e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    /**
+     * lseek; for SEEK_DATA and SEEK_HOLE an ENXIO (no more data past offset) is returned as -1
+     * rather than thrown, since it is an answer, not a failure.
+     */
+    public static long lseekFd(int fd, long offset, int whence) throws NativeException {
+        try {
+            return lseek(fd, offset, whence);
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() == 6 /* ENXIO */ && (whence == SEEK_DATA || whence == SEEK_HOLE)) {
+                return -1;
+            }
+            throw new NativeException("lseek fd " + fd + " to " + offset + " whence " + whence, e.getErrorCode());
+        }
+    }
+
+    public static void ftruncateFd(int fd, long length) throws NativeException {
+        try {
+            ftruncate(fd, length);
+        } catch (LastErrorException e) {
+            throw new NativeException("ftruncate fd " + fd + " to " + length, e.getErrorCode());
+        }
+    }
+
+    /** posix_fadvise returns the error number instead of setting errno. */
+    public static void fadviseFd(int fd, long offset, long len, int advice) throws NativeException {
+        int r = posix_fadvise(fd, offset, len, advice);
+        if (r != 0) {
+            throw new NativeException("posix_fadvise fd " + fd + " at " + offset + "+" + len, r);
+        }
+    }
+}
