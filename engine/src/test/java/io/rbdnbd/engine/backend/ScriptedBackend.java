@@ -1,0 +1,122 @@
+package io.rbdnbd.engine.backend;
+
+import org.apache.pekko.util.ByteString;
+
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Function;
+
+/**
+ * A fault-injecting backend for tests: wraps another and, per call, may fail with an errno,
+ * throw, or hold the call until the test releases it. Counts calls that reached it.
+ */
+public final class ScriptedBackend implements BlockBackend {
+    public enum Op { READ, WRITE, FLUSH, TRIM, ZERO, STATUS, CACHE }
+
+    /** What to do with a call: null to pass it to the wrapped backend. */
+    public interface Fault extends Function<Op, CompletableFuture<Void>> {
+    }
+
+    private final BlockBackend inner;
+    private volatile Fault fault = op -> null;
+    public final AtomicInteger calls = new AtomicInteger();
+    public final AtomicInteger inFlight = new AtomicInteger();
+    public final AtomicInteger maxInFlight = new AtomicInteger();
+    public final ConcurrentLinkedQueue<CompletableFuture<Void>> held = new ConcurrentLinkedQueue<>();
+
+    public ScriptedBackend(BlockBackend inner) {
+        this.inner = inner;
+    }
+
+    public void setFault(Fault f) {
+        this.fault = f;
+    }
+
+    /** Fails calls of {@code op} with {@code errno}. */
+    public static Fault failing(Op op, int errno) {
+        return o -> o == op ? CompletableFuture.failedFuture(new BackendException(errno, "injected " + op)) : null;
+    }
+
+    /** Holds every call until the test completes the gates in {@link #held}. */
+    public Fault holding() {
+        return o -> {
+            CompletableFuture<Void> gate = new CompletableFuture<>();
+            held.add(gate);
+            return gate;
+        };
+    }
+
+    public void releaseAll() {
+        CompletableFuture<Void> g;
+        while ((g = held.poll()) != null) {
+            g.complete(null);
+        }
+    }
+
+    private <T> CompletionStage<T> around(Op op, java.util.function.Supplier<CompletionStage<T>> call) {
+        calls.incrementAndGet();
+        int now = inFlight.incrementAndGet();
+        maxInFlight.accumulateAndGet(now, Math::max);
+        CompletableFuture<Void> f = fault.apply(op);
+        CompletionStage<T> result = f == null ? call.get() : f.thenCompose(v -> call.get());
+        return result.whenComplete((v, t) -> inFlight.decrementAndGet());
+    }
+
+    @Override
+    public long size() {
+        return inner.size();
+    }
+
+    @Override
+    public boolean readOnly() {
+        return inner.readOnly();
+    }
+
+    @Override
+    public CompletionStage<ByteString> read(long offset, int length) {
+        return around(Op.READ, () -> inner.read(offset, length));
+    }
+
+    @Override
+    public CompletionStage<Void> write(long offset, ByteString data, boolean fua) {
+        return around(Op.WRITE, () -> inner.write(offset, data, fua));
+    }
+
+    @Override
+    public CompletionStage<Void> flush() {
+        return around(Op.FLUSH, inner::flush);
+    }
+
+    @Override
+    public CompletionStage<Void> trim(long offset, long length, boolean fua) {
+        return around(Op.TRIM, () -> inner.trim(offset, length, fua));
+    }
+
+    @Override
+    public CompletionStage<Void> writeZeroes(long offset, long length, boolean noHole, boolean fua) {
+        return around(Op.ZERO, () -> inner.writeZeroes(offset, length, noHole, fua));
+    }
+
+    @Override
+    public CompletionStage<List<Extent>> blockStatus(long offset, long length) {
+        return around(Op.STATUS, () -> inner.blockStatus(offset, length));
+    }
+
+    @Override
+    public CompletionStage<Void> cache(long offset, long length) {
+        return around(Op.CACHE, () -> inner.cache(offset, length));
+    }
+
+    @Override
+    public CompletionStage<Void> close() {
+        return inner.close();
+    }
+
+    @Override
+    public String describe() {
+        return "scripted(" + inner.describe() + ")";
+    }
+}
