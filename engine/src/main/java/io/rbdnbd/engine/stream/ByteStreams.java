@@ -2,8 +2,6 @@ package io.rbdnbd.engine.stream;
 
 import org.apache.pekko.Done;
 import org.apache.pekko.NotUsed;
-import org.apache.pekko.stream.ActorAttributes;
-import org.apache.pekko.stream.Attributes;
 import org.apache.pekko.stream.Materializer;
 import org.apache.pekko.stream.javadsl.Flow;
 import org.apache.pekko.stream.javadsl.Keep;
@@ -16,8 +14,10 @@ import java.util.concurrent.CompletionStage;
 
 /**
  * Runs a transmission flow between a blocking byte source and sink (a socket, or the daemon's end
- * of the kernel's socketpair). Reading and writing each happen on a thread of the socket-io
- * dispatcher, behind async boundaries, so a blocked read never holds up replies.
+ * of the kernel's socketpair). Two islands, both on the socket-io dispatcher: the reader, which
+ * blocks in read(2) and must never hold up replies; and the flow fused with the writer, so a
+ * finished request is encoded and written by one thread without further hand-offs. A write that
+ * blocks because the peer is not reading stalls only that connection, which is backpressure.
  */
 public final class ByteStreams {
     private ByteStreams() {
@@ -29,14 +29,11 @@ public final class ByteStreams {
      */
     public static CompletionStage<Done> run(Materializer mat, EngineSettings settings, InputStream in, OutputStream out,
                                             Flow<ByteString, ByteString, NotUsed> flow) {
-        Attributes io = ActorAttributes.dispatcher(settings.socketIoDispatcher());
+        String io = settings.socketIoDispatcher();
         return StreamConverters.fromInputStream(() -> in, settings.socketReadBytes())
-                .withAttributes(io)
-                .async()
-                .via(flow)
-                .async()
-                .toMat(StreamConverters.fromOutputStream(() -> out, true)
-                        .withAttributes(io.and(Attributes.inputBuffer(1, 1))), Keep.right())
+                .async(io)
+                .toMat(flow.toMat(StreamConverters.fromOutputStream(() -> out, true), Keep.right()).async(io),
+                        Keep.right())
                 .run(mat)
                 .thenApply(ioResult -> Done.getInstance());
     }
