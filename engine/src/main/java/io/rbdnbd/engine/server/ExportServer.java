@@ -1,7 +1,7 @@
 package io.rbdnbd.engine.server;
 
 import io.rbdnbd.engine.protocol.ProtocolException;
-import io.rbdnbd.engine.stream.ByteStreams;
+import io.rbdnbd.engine.stream.ConnectionIo;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.engine.stream.InFlightBudget;
 import io.rbdnbd.engine.stream.TransmissionFlow;
@@ -12,8 +12,6 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
@@ -195,11 +193,11 @@ public final class ExportServer implements AutoCloseable {
         }
 
         void start() {
-            InputStream in = ChannelStreams.in(ch);
-            OutputStream out = ChannelStreams.out(ch);
+            SocketConnection connection = new SocketConnection(ch);
             Optional<Handshake.Result> negotiated;
             try {
-                negotiated = new Handshake(export, settings.maxPayload(), name).run(in, out);
+                negotiated = new Handshake(export, settings.maxPayload(), name)
+                        .run(connection.inputStream(), connection.outputStream());
             } catch (ProtocolException e) {
                 log.warn("{}: closing the connection during the handshake: {}", name, e.getMessage());
                 end();
@@ -217,7 +215,7 @@ public final class ExportServer implements AutoCloseable {
             log.debug("{}: transmission (structured replies: {}, base:allocation: {})", name,
                     r.structuredReplies(), r.baseAllocation());
             transmitting = true;
-            ByteStreams.run(mat, settings, in, out, TransmissionFlow.create(export.backend(), settings,
+            ConnectionIo.run(mat, settings, connection, TransmissionFlow.create(export.backend(), settings,
                             r.structuredReplies(), r.baseAllocation(), export.effectivelyReadOnly(), budget, name))
                     .whenComplete((d, t) -> {
                         if (t != null) {
