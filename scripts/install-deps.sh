@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing rbdnbd needs on Debian 12, from Debian's packages only.
+#   scripts/install-deps.sh build   JDK 17 and Maven
+#   scripts/install-deps.sh test    the above, plus the real NBD clients and peers the
+#                                   integration tests and benchmarks run against
+# Installs only what is missing; needs root (or sudo) when something is.
+set -euo pipefail
+what=${1:-build}
+
+build_pkgs=(openjdk-17-jdk-headless maven)
+# NBD clients and peers: nbdinfo/nbdcopy/nbdsh, qemu-img/qemu-io/qemu-nbd (+ rbd block driver),
+# nbdkit, fio, and the tools the tests use to inspect sparse files.
+test_pkgs=(libnbd-bin qemu-utils qemu-block-extra nbdkit fio procps util-linux e2fsprogs python3)
+
+case "$what" in
+  build) pkgs=("${build_pkgs[@]}") ;;
+  test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q >/dev/null
+$sudo apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
