@@ -27,6 +27,9 @@ import java.util.concurrent.TimeUnit;
 final class ServeCommand {
     private static final Logger log = LoggerFactory.getLogger(ServeCommand.class);
 
+    /** Exports are local unless the operator names another address. */
+    static final String DEFAULT_LISTEN_HOST = "127.0.0.1";
+
     record Listen(String host, int port) {
     }
 
@@ -106,12 +109,13 @@ final class ServeCommand {
         }
     }
 
+    /** HOST:PORT, [V6HOST]:PORT, or :PORT and PORT for the loopback address. */
     static Listen parseListen(String s) throws UsageException {
         int colon = s.lastIndexOf(':');
-        if (colon <= 0 || colon == s.length() - 1) {
+        if (colon == s.length() - 1) {
             throw new UsageException("serve: --listen wants HOST:PORT, got '" + s + "'");
         }
-        String host = s.substring(0, colon);
+        String host = colon <= 0 ? DEFAULT_LISTEN_HOST : s.substring(0, colon);
         if (host.startsWith("[") && host.endsWith("]")) {
             host = host.substring(1, host.length() - 1);
         }

@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# bench/export-fio.sh: the same fio jobs against three NBD servers, alternated job by job.
+#
+#   ours     bin/rbd-nbd serve memory:SIZE --socket S
+#   nbdkit   nbdkit -f -U S memory SIZE
+#   qemu     qemu-nbd -f raw -x '' -t --socket S FILE   (FILE: a raw file in /dev/shm, tmpfs)
+#
+# Jobs (fio ioengine=nbd over a Unix socket, thread, time_based, one job each):
+#   randread   4k random read,  iodepth 256        (reported as IOPS)
+#   randwrite  4k random write, iodepth 256        (IOPS)
+#   seqread    1M sequential read,  iodepth 16     (MiB/s)
+#   seqwrite   1M sequential write, iodepth 16     (MiB/s)
+# For each job, each round runs ours, nbdkit, qemu back to back, so machine noise hits all
+# three alike. Every image is written fully once (fio 1M sequential write) before any job, so
+# reads hit data. Then a 16-connection run (numjobs=16, 4k randrw, iodepth 32 each) against a
+# fresh server of ours records its peak RSS (VmHWM).
+#
+# Per run: IOPS or MiB/s, p99 completion latency, and the server's CPU seconds (utime+stime of
+# the whole process from /proc/PID/stat, sampled after the ramp and after fio ends) per GiB moved
+# in the measured window. The table shows medians over the rounds.
+#
+# Environment:
+#   RUNTIME=10       measured seconds per run       RAMP=2       ramp seconds per run (not measured)
+#   ROUNDS=2         rounds per job                 SIZE=1G      image size (all three servers)
+#   JOBS="randread randwrite seqread seqwrite"      SERVERS="ours nbdkit qemu"
+#   RSS_IMAGES="file memory"  the 16-connection run on ours, once per image kind ("" to skip):
+#                    file   = file:/dev/shm/... (tmpfs; image data is page cache, not in the RSS:
+#                             this is the engine's own memory)
+#                    memory = memory:SIZE (the image lives in the Java heap, so RSS >= SIZE)
+#   RBDNBD_JAVA_OPTS extra JVM options for our server (read by bin/rbd-nbd)
+#   SHM=/dev/shm     where the qemu-nbd raw file, the file image and the sockets go
+#   JSON_TOOL        python3 or jq (default: python3 when present)
+#
+# Writes the report to stdout and to bench/results/export-fio-DATE.txt.
+set -euo pipefail
+
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+RUNTIME=${RUNTIME:-10}
+RAMP=${RAMP:-2}
+ROUNDS=${ROUNDS:-2}
+SIZE=${SIZE:-1G}
+JOBS=${JOBS:-randread randwrite seqread seqwrite}
+SERVERS=${SERVERS:-ours nbdkit qemu}
+RSS_IMAGES=${RSS_IMAGES-file memory}
+SHM=${SHM:-/dev/shm}
+
+die() { echo "export-fio: $*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+log() { echo "[$(date +%T)] $*" >&2; }
+
+# ---------------------------------------------------------------- dependencies
+missing=()
+have fio || missing+=("fio (Debian package: fio)")
+if have fio && ! fio --enghelp=nbd >/dev/null 2>&1; then
+  missing+=("fio's nbd ioengine (this fio was built without libnbd; Debian's fio package has it)")
+fi
+case " $SERVERS " in *" nbdkit "*) have nbdkit || missing+=("nbdkit (Debian package: nbdkit)") ;; esac
+case " $SERVERS " in *" qemu "*) have qemu-nbd || missing+=("qemu-nbd (Debian package: qemu-utils)") ;; esac
+have java || missing+=("java 17 (Debian package: openjdk-17-jre-headless)")
+have getconf || missing+=("getconf (Debian package: libc-bin)")
+json_tool=${JSON_TOOL:-}
+if [ -n "$json_tool" ]; then have "$json_tool" || missing+=("$json_tool (JSON_TOOL)")
+elif have python3; then json_tool=python3
+elif have jq; then json_tool=jq
+else missing+=("python3 or jq for fio's JSON output (Debian package: python3-minimal or jq)"); fi
+if [ ! -d "$root/cli/target/lib" ] || [ ! -d "$root/cli/target/classes" ]; then
+  have mvn || missing+=("mvn, to build the project (Debian package: maven)")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  printf 'export-fio: missing dependency: %s\n' "${missing[@]}" >&2
+  exit 2
+fi
+[ -d "$SHM" ] && [ -w "$SHM" ] || die "$SHM is not a writable directory (set SHM to a tmpfs)"
+case "$RUNTIME$RAMP$ROUNDS" in *[!0-9]*) die "RUNTIME, RAMP and ROUNDS must be whole numbers" ;; esac
+[ "$ROUNDS" -ge 1 ] && [ "$RUNTIME" -ge 1 ] || die "RUNTIME and ROUNDS must be at least 1"
+
+if [ ! -d "$root/cli/target/lib" ] || [ ! -d "$root/cli/target/classes" ]; then
+  log "cli/target/lib missing: building (mvn -q -DskipTests package)"
+  (cd "$root" && mvn -q -DskipTests package) || die "build failed"
+fi
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- bookkeeping and cleanup
+work=$(mktemp -d "$SHM/rbdnbd-bench.XXXXXX")
+pids=()       # every server we started
+declare -A server_pid server_uri
+
+cleanup() {
+  local rc=$? pid i
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "export-fio: server $pid ignored SIGTERM for 10 s, killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Stops one server we started; for ours, checks that SIGTERM gives exit status 0.
+stop_server() { # pid name
+  local pid=$1 name=$2 rc=0 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || rc=$?
+  local p keep=()
+  for p in "${pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+  [ "$rc" -eq 0 ] || log "warning: $name (pid $pid) exited with status $rc after SIGTERM"
+}
+
+# Waits until the server listens on its socket (and, for ours, printed its URI).
+wait_ready() { # pid sock name [stdout-file]
+  local pid=$1 sock=$2 name=$3 out=${4:-} i
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$pid" 2>/dev/null || { cat "$work/$name.log" >&2 2>/dev/null; die "$name exited during start-up"; }
+    if [ -S "$sock" ] && { [ -z "$out" ] || grep -q "socket=$sock" "$out"; }; then return 0; fi
+    sleep 0.1
+  done
+  die "$name did not listen on $sock within 60 s"
+}
+
+start_server() { # name -> sets server_pid[name], server_uri[name]
+  local name=$1 sock="$work/$1.sock" pid
+  case "$name" in
+    ours)
+      "$root/bin/rbd-nbd" serve "memory:$SIZE" --socket "$sock" >"$work/ours.out" 2>"$work/ours.log" &
+      pid=$!; pids+=("$pid")
+      wait_ready "$pid" "$sock" ours "$work/ours.out" ;;
+    nbdkit)
+      nbdkit -f -U "$sock" memory "$SIZE" >"$work/nbdkit.log" 2>&1 &
+      pid=$!; pids+=("$pid")
+      wait_ready "$pid" "$sock" nbdkit ;;
+    qemu)
+      truncate -s "$SIZE" "$work/qemu.img"
+      qemu-nbd -f raw -x '' -t --socket "$sock" "$work/qemu.img" >"$work/qemu.log" 2>&1 &
+      pid=$!; pids+=("$pid")
+      wait_ready "$pid" "$sock" qemu ;;
+    *) die "unknown server '$name' (SERVERS takes ours, nbdkit, qemu)" ;;
+  esac
+  server_pid[$name]=$pid
+  server_uri[$name]="nbd+unix:///?socket=$sock"
+}
+
+# utime + stime of the whole process (all threads), in clock ticks.
+cpu_ticks() { # pid
+  awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
+}
+
+# fio's JSON (the nbd engine prints a line before it) -> "iops bw_bytes p99_ns io_bytes".
+fio_extract() { # json-file read|write
+  if [ "$json_tool" = python3 ]; then
+    python3 - "$1" "$2" <<'EOF'
+import json, re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r'^\{', text, re.M)
+if not m:
+    sys.exit("no JSON in " + sys.argv[1])
+d = json.JSONDecoder().raw_decode(text[m.start():])[0]["jobs"][0][sys.argv[2]]
+p99 = d.get("clat_ns", {}).get("percentile", {}).get("99.000000", 0)
+print(d["iops"], d["bw_bytes"], p99, d["io_bytes"])
+EOF
+  else
+    sed -n '/^{/,$p' "$1" | jq -r --arg d "$2" \
+      '.jobs[0][$d] | "\(.iops) \(.bw_bytes) \(.clat_ns.percentile["99.000000"] // 0) \(.io_bytes)"'
+  fi
+}
+
+# job -> "rw bs iodepth direction"
+job_spec() {
+  case "$1" in
+    randread) echo "randread 4k 256 read" ;;
+    randwrite) echo "randwrite 4k 256 write" ;;
+    seqread) echo "read 1M 16 read" ;;
+    seqwrite) echo "write 1M 16 write" ;;
+    *) die "unknown job '$1' (JOBS takes randread randwrite seqread seqwrite)" ;;
+  esac
+}
+
+raw="$work/raw.tsv"   # job server round iops bw_bytes p99_ns io_bytes cpu_ticks
+: >"$raw"
+
+run_job() { # job server round
+  local job=$1 server=$2 round=$3 rw bs qd dir
+  read -r rw bs qd dir <<<"$(job_spec "$job")"
+  local json="$work/$job-$server-$round.json" spid=${server_pid[$server]}
+  fio --name="$job" --ioengine=nbd --uri="${server_uri[$server]}" --thread \
+      --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs=1 --size="$SIZE" --norandommap \
+      --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" \
+      --output-format=json --output="$json" >"$work/fio.out" 2>&1 &
+  local fpid=$!
+  sleep "$RAMP"
+  local c0 c1
+  c0=$(cpu_ticks "$spid")
+  if ! wait "$fpid"; then cat "$work/fio.out" >&2; die "fio $job against $server failed"; fi
+  c1=$(cpu_ticks "$spid")
+  local iops bw p99 io
+  read -r iops bw p99 io <<<"$(fio_extract "$json" "$dir")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$job" "$server" "$round" "$iops" "$bw" "$p99" "$io" "$((c1 - c0))" >>"$raw"
+  awk -v j="$job" -v s="$server" -v r="$round" -v iops="$iops" -v bw="$bw" -v p99="$p99" -v io="$io" \
+      -v t="$((c1 - c0))" -v hz="$CLK_TCK" 'BEGIN {
+    thr = (j ~ /^rand/) ? sprintf("%.0f IOPS", iops) : sprintf("%.0f MiB/s", bw / 1048576)
+    cpu = io > 0 ? sprintf("%.2f", (t / hz) / (io / 1073741824)) : "-"
+    printf "  %-9s round %d %-6s %14s  p99 %8.3f ms  %s CPU-s/GiB\n", j, r, s, thr, p99 / 1e6, cpu }' >&2
+}
+
+prefill() { # server
+  local server=$1 t0 t1
+  t0=$(date +%s.%N)
+  if ! fio --name=prefill --ioengine=nbd --uri="${server_uri[$server]}" --thread --rw=write --bs=1M \
+      --iodepth=16 --size="$SIZE" --output="$work/prefill-$server.txt" >"$work/fio.out" 2>&1; then
+    cat "$work/fio.out" "$work/prefill-$server.txt" >&2; die "prefill of $server failed"
+  fi
+  t1=$(date +%s.%N)
+  log "prefilled $server ($SIZE) in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+}
+
+status_kib() { # pid field -> KiB
+  awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+# ---------------------------------------------------------------- the run
+mkdir -p "$here/results"
+stamp=$(date +%Y%m%d-%H%M%S)
+report="$here/results/export-fio-$stamp.txt"
+started=$(date +%s)
+total_runs=$(( $(wc -w <<<"$JOBS") * ROUNDS * $(wc -w <<<"$SERVERS") ))
+log "$total_runs runs of ${RAMP}+${RUNTIME} s (+ prefill and the 16-connection runs); report: $report"
+
+for s in $SERVERS; do start_server "$s"; done
+for s in $SERVERS; do prefill "$s"; done
+
+for job in $JOBS; do
+  job_spec "$job" >/dev/null
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for s in $SERVERS; do run_job "$job" "$s" "$round"; done
+  done
+done
+
+# Peers are done: stop them before the 16-connection runs so they cost no memory or CPU.
+for s in $SERVERS; do stop_server "${server_pid[$s]}" "$s"; done
+
+rss_lines=()
+for kind in $RSS_IMAGES; do
+  sock="$work/rss-$kind.sock"
+  case "$kind" in
+    file) image="file:$work/rss.img"; label="file:$SHM/... (tmpfs)"; extra=(--size "$SIZE") ;;
+    memory) image="memory:$SIZE"; label=$image; extra=() ;;
+    *) die "unknown RSS_IMAGES kind '$kind' (file, memory)" ;;
+  esac
+  "$root/bin/rbd-nbd" serve "$image" "${extra[@]}" --socket "$sock" >"$work/rss-$kind.out" 2>"$work/rss-$kind.log" &
+  pid=$!; pids+=("$pid")
+  wait_ready "$pid" "$sock" "rss-$kind" "$work/rss-$kind.out"
+  idle=$(status_kib "$pid" VmRSS)
+  idle_socks=$(find "/proc/$pid/fd" -lname 'socket:*' 2>/dev/null | wc -l)
+  json="$work/rss-$kind.json"
+  fio --name=rss --ioengine=nbd --uri="nbd+unix:///?socket=$sock" --thread --rw=randrw --bs=4k \
+      --iodepth=32 --numjobs=16 --group_reporting --size="$SIZE" --norandommap \
+      --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" \
+      --output-format=json --output="$json" >"$work/fio.out" 2>&1 &
+  fpid=$!
+  sleep "$(( (RAMP + RUNTIME) / 2 ))"
+  # connections: sockets the server holds now, less those it held idle (the listening one...)
+  conns=$(( $(find "/proc/$pid/fd" -lname 'socket:*' 2>/dev/null | wc -l) - idle_socks ))
+  if ! wait "$fpid"; then cat "$work/fio.out" >&2; die "16-connection fio run ($kind) failed"; fi
+  hwm=$(status_kib "$pid" VmHWM)
+  rss_end=$(status_kib "$pid" VmRSS)
+  anon_end=$(status_kib "$pid" RssAnon)
+  read -r riops _ _ _ <<<"$(fio_extract "$json" read)"
+  read -r wiops _ _ _ <<<"$(fio_extract "$json" write)"
+  stop_server "$pid" "rss-$kind"
+  rss_lines+=("$(awk -v k="$label" -v h="$hwm" -v i="$idle" -v e="$rss_end" -v a="$anon_end" -v c="$conns" \
+    -v r="$riops" -v w="$wiops" \
+    'BEGIN { printf "%-28s %10.0f %9.0f %9.0f %9.0f %6d %10.0f", k, h / 1024, i / 1024, e / 1024, a / 1024, c, r + w }')")
+  log "16-connection run on $image: VmHWM $((hwm / 1024)) MiB"
+done
+
+elapsed=$(( $(date +%s) - started ))
+
+# ---------------------------------------------------------------- the report
+{
+  echo "rbdnbd export benchmark (bench/export-fio.sh), $(date -Is)"
+  echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'); $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+  echo "$(fio --version); $(nbdkit --version 2>/dev/null | head -1); $(qemu-nbd --version 2>/dev/null | head -1 | cut -d' ' -f1-2); $(java -version 2>&1 | head -1)"
+  echo "RUNTIME=$RUNTIME s RAMP=$RAMP s ROUNDS=$ROUNDS SIZE=$SIZE RBDNBD_JAVA_OPTS='${RBDNBD_JAVA_OPTS:-}'; took ${elapsed} s"
+  echo
+  awk -F'\t' -v hz="$CLK_TCK" -v servers="$SERVERS" -v jobs="$JOBS" '
+    function median(key,    n, i, j, v, a) {
+      n = cnt[key]
+      for (i = 1; i <= n; i++) a[i] = val[key, i]
+      for (i = 2; i <= n; i++) { v = a[i]; for (j = i - 1; j >= 1 && a[j] > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function add(key, v) { val[key, ++cnt[key]] = v }
+    {
+      job = $1; s = $2
+      thr = (job ~ /^rand/) ? $4 : $5 / 1048576
+      add(job SUBSEP s SUBSEP "thr", thr)
+      add(job SUBSEP s SUBSEP "p99", $6 / 1e6)
+      add(job SUBSEP s SUBSEP "cpu", $7 > 0 ? ($8 / hz) / ($7 / 1073741824) : 0)
+      seen[job, s] = 1
+    }
+    END {
+      ns = split(servers, S, " "); nj = split(jobs, J, " ")
+      printf "%-22s %-7s %14s %10s %16s\n", "job", "server", "IOPS or MiB/s", "p99 ms", "server CPU-s/GiB"
+      printf "%-22s %-7s %14s %10s %16s\n", "---", "------", "-------------", "------", "----------------"
+      for (j = 1; j <= nj; j++) {
+        job = J[j]
+        label = job == "randread" ? "randread 4k QD256" : job == "randwrite" ? "randwrite 4k QD256" : \
+                job == "seqread" ? "seqread 1M QD16" : job == "seqwrite" ? "seqwrite 1M QD16" : job
+        unit = (job ~ /^rand/) ? "IOPS" : "MiB/s"
+        for (i = 1; i <= ns; i++) {
+          s = S[i]
+          if (!((job, s) in seen)) continue
+          t = median(job SUBSEP s SUBSEP "thr")
+          med[job, s] = t
+          printf "%-22s %-7s %14s %10.3f %16.2f\n", label, s, sprintf("%.0f %s", t, unit),
+                 median(job SUBSEP s SUBSEP "p99"), median(job SUBSEP s SUBSEP "cpu")
+        }
+      }
+      print ""
+      print "ours / best peer (throughput, medians); target from the issue: vs nbdkit memory"
+      for (j = 1; j <= nj; j++) {
+        job = J[j]
+        if (!((job, "ours") in med)) continue
+        best = 0; bname = ""
+        for (i = 1; i <= ns; i++) {
+          s = S[i]
+          if (s != "ours" && (job, s) in med && med[job, s] > best) { best = med[job, s]; bname = s }
+        }
+        line = sprintf("  %-10s", job)
+        line = line (best > 0 ? sprintf("  ours/best peer (%s) = %.2f", bname, med[job, "ours"] / best) : "  no peer ran")
+        if ((job, "nbdkit") in med && med[job, "nbdkit"] > 0) {
+          r = med[job, "ours"] / med[job, "nbdkit"]
+          need = (job ~ /^rand/) ? 1.00 : 0.90
+          line = line sprintf("   ours/nbdkit = %.2f (target >= %.2f: %s)", r, need, r >= need ? "met" : "NOT met")
+        }
+        print line
+      }
+    }' "$raw"
+  if [ ${#rss_lines[@]} -gt 0 ]; then
+    echo
+    echo "ours, 16 connections (numjobs=16, 4k randrw, iodepth 32 each), fresh server per image:"
+    printf '%-28s %10s %9s %9s %9s %6s %10s\n' "image" "VmHWM MiB" "idle MiB" "end MiB" "anon MiB" "conns" "IOPS r+w"
+    printf '%s\n' "${rss_lines[@]}"
+    echo "(VmHWM: peak RSS; idle: after start-up; end: VmRSS after the run, anon: its RssAnon; conns: NBD"
+    echo "connections seen mid-run; fio's nbd engine keeps one more than numjobs open, from its set-up.) Target: < 512 MiB RSS. The file image on tmpfs measures the daemon's"
+    echo "own memory (image data is page cache); a memory: image keeps its data in the heap (up to SIZE)."
+  fi
+  echo
+  echo "per run: job server round IOPS bw_bytes/s p99_ns io_bytes server_cpu_ticks (CLK_TCK=$CLK_TCK)"
+  sed 's/^/  /' "$raw"
+} | tee "$report"

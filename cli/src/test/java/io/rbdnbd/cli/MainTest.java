@@ -1,0 +1,91 @@
+package io.rbdnbd.cli;
+
+import io.rbdnbd.engine.backend.ImageSpec;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class MainTest {
+    private record Outcome(int code, String out, String err) {
+    }
+
+    private static Outcome run(String... args) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int code = Main.run(args, new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        return new Outcome(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void noArgumentsPrintsUsageAndFails() {
+        Outcome o = run();
+        assertEquals(Main.EXIT_USAGE, o.code());
+        assertTrue(o.err().contains("usage: rbd-nbd"), o.err());
+    }
+
+    @Test
+    void helpSucceeds() {
+        Outcome o = run("--help");
+        assertEquals(0, o.code());
+        assertTrue(o.out().contains("serve IMAGE"), o.out());
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+            "frobnicate | unknown command 'frobnicate'",
+            "serve | no image given",
+            "serve memory:1G | give --socket PATH or --listen HOST:PORT",
+            "serve memory:1G --socket | --socket needs a value",
+            "serve memory:1G --socket /tmp/x --bogus | unknown option '--bogus'",
+            "serve rbd/img --socket /tmp/x | is not file:PATH or memory:SIZE",
+            "serve memory:lots --socket /tmp/x | size 'lots' is not a number",
+            "serve memory:1G --size 1G --socket /tmp/x | --size applies to file: images only",
+            "serve memory:1G memory:2G --socket /tmp/x | one image only",
+            "serve memory:1G --listen 127.0.0.1:99999 | port must be 0..65535",
+    })
+    void usageErrorsSayWhatIsWrongInOneLine(String args, String message) {
+        Outcome o = run(args.trim().split("\\s+"));
+        assertEquals(Main.EXIT_USAGE, o.code(), o.err());
+        String first = o.err().lines().findFirst().orElse("");
+        assertTrue(first.startsWith("rbd-nbd: ") && first.contains(message), first);
+    }
+
+    @Test
+    void missingFileImageFailsNamingTheFile(@TempDir Path dir) {
+        Outcome o = run("serve", "file:" + dir.resolve("nope.img"), "--socket", dir.resolve("s").toString());
+        assertEquals(Main.EXIT_FAILURE, o.code());
+        assertTrue(o.err().contains("nope.img") && o.err().contains("ENOENT"), o.err());
+    }
+
+    @Test
+    void listenAddresses() throws UsageException {
+        assertEquals(new ServeCommand.Listen("127.0.0.1", 10809), ServeCommand.parseListen("10809"));
+        assertEquals(new ServeCommand.Listen("127.0.0.1", 0), ServeCommand.parseListen(":0"));
+        assertEquals(new ServeCommand.Listen("::1", 5), ServeCommand.parseListen("[::1]:5"));
+        assertEquals(new ServeCommand.Listen("localhost", 7), ServeCommand.parseListen("localhost:7"));
+        assertThrows(UsageException.class, () -> ServeCommand.parseListen("host:"));
+        assertThrows(UsageException.class, () -> ServeCommand.parseListen("host:x"));
+    }
+
+    @Test
+    void sizes() {
+        assertEquals(1L << 30, ImageSpec.parseSize("1G"));
+        assertEquals(1L << 30, ImageSpec.parseSize("1GiB"));
+        assertEquals(512L << 20, ImageSpec.parseSize("512m"));
+        assertEquals(4096, ImageSpec.parseSize("4096"));
+        assertEquals(2L << 40, ImageSpec.parseSize("2T"));
+        assertThrows(IllegalArgumentException.class, () -> ImageSpec.parseSize("-1"));
+        assertThrows(IllegalArgumentException.class, () -> ImageSpec.parseSize("99999999999P"));
+    }
+}

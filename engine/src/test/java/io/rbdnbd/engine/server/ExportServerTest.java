@@ -1,0 +1,199 @@
+package io.rbdnbd.engine.server;
+
+import com.typesafe.config.ConfigFactory;
+import io.rbdnbd.engine.backend.MemoryBackend;
+import io.rbdnbd.engine.backend.ScriptedBackend;
+import io.rbdnbd.engine.protocol.Frames;
+import io.rbdnbd.engine.protocol.Nbd;
+import io.rbdnbd.engine.stream.EngineSettings;
+import org.apache.pekko.actor.ActorSystem;
+import org.apache.pekko.util.ByteString;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The export server over real Unix sockets, with a client written from the spec. */
+class ExportServerTest {
+    private static ActorSystem system;
+    private static EngineSettings settings;
+    @TempDir
+    Path dir;
+    private ExportServer server;
+
+    @BeforeAll
+    static void start() {
+        system = ActorSystem.create("server-test");
+        settings = EngineSettings.from(ConfigFactory.load());
+    }
+
+    @AfterAll
+    static void stop() {
+        system.terminate();
+    }
+
+    @AfterEach
+    void close() {
+        if (server != null) {
+            server.close();
+        }
+    }
+
+    /** Connects and enters transmission with NBD_OPT_EXPORT_NAME (simple replies). */
+    private static SocketChannel connect(Path socket) throws IOException {
+        SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+        ch.connect(UnixDomainSocketAddress.of(socket));
+        ByteBuffer greeting = readExactly(ch, 18);
+        assertEquals(Nbd.NBDMAGIC, greeting.getLong());
+        writeAll(ch, ByteBuffer.allocate(4).putInt(Nbd.CLIENT_FLAG_FIXED_NEWSTYLE | Nbd.CLIENT_FLAG_NO_ZEROES).flip());
+        writeAll(ch, ByteBuffer.allocate(16).putLong(Nbd.IHAVEOPT).putInt(Nbd.OPT_EXPORT_NAME).putInt(0).flip());
+        readExactly(ch, 10); // size and flags
+        return ch;
+    }
+
+    private static ByteBuffer readExactly(SocketChannel ch, int n) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(n);
+        while (b.hasRemaining()) {
+            if (ch.read(b) < 0) {
+                throw new IOException("server closed after " + b.position() + " of " + n + " bytes");
+            }
+        }
+        return b.flip();
+    }
+
+    private static void writeAll(SocketChannel ch, ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) {
+            ch.write(b);
+        }
+    }
+
+    private static void send(SocketChannel ch, ByteString frame) throws IOException {
+        writeAll(ch, frame.asByteBuffer());
+    }
+
+    /** Reads one simple reply: handle, error, data (when a read of {@code readLength} succeeded). */
+    private static Frames.Reply reply(SocketChannel ch, int readLength) throws IOException {
+        ByteBuffer h = readExactly(ch, 16);
+        assertEquals(Nbd.SIMPLE_REPLY_MAGIC, h.getInt());
+        int error = h.getInt();
+        long handle = h.getLong();
+        byte[] data = new byte[0];
+        if (error == 0 && readLength > 0) {
+            data = new byte[readLength];
+            readExactly(ch, readLength).get(data);
+        }
+        return new Frames.Reply(false, -1, 0, handle, error, -1, data, List.of());
+    }
+
+    @Test
+    void writeAndReadBackOverAUnixSocket() throws Exception {
+        server = new ExportServer(system, settings, new Export("", new MemoryBackend(1 << 20), false));
+        Path sock = dir.resolve("s");
+        assertEquals("nbd+unix:///?socket=" + sock, server.bindUnix(sock));
+        try (SocketChannel ch = connect(sock)) {
+            byte[] data = new byte[70_000];
+            for (int i = 0; i < data.length; i++) {
+                data[i] = (byte) i;
+            }
+            send(ch, Frames.write(1, 1000, data));
+            assertEquals(0, reply(ch, 0).error());
+            send(ch, Frames.read(2, 1000, data.length));
+            Frames.Reply r = reply(ch, data.length);
+            assertEquals(2, r.handle());
+            assertArrayEquals(data, r.data());
+        }
+    }
+
+    @Test
+    void badMagicClosesOnlyThatConnection() throws Exception {
+        server = new ExportServer(system, settings, new Export("", new MemoryBackend(1 << 20), false));
+        Path sock = dir.resolve("s");
+        server.bindUnix(sock);
+        try (SocketChannel good = connect(sock); SocketChannel bad = connect(sock)) {
+            writeAll(bad, ByteBuffer.allocate(28).putInt(0, 0xdeadbeef)); // a whole header, wrong magic
+            ByteBuffer one = ByteBuffer.allocate(1);
+            assertEquals(-1, readWithin(bad, one, Duration.ofSeconds(5)), "server closes the broken connection");
+            send(good, Frames.read(7, 0, 512));
+            assertEquals(7, reply(good, 512).handle());
+            send(good, Frames.request(99, 0, 8, 0, 0, null));
+            assertEquals(Nbd.EINVAL, reply(good, 0).error(), "unknown command: EINVAL, connection carries on");
+            send(good, Frames.read(9, 0, 512));
+            assertEquals(0, reply(good, 512).error());
+        }
+    }
+
+    private static int readWithin(SocketChannel ch, ByteBuffer b, Duration limit) throws Exception {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return ch.read(b);
+            } catch (IOException e) {
+                return -2;
+            }
+        }).get(limit.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    @Test
+    void drainAnswersRequestsInFlightThenCloses() throws Exception {
+        ScriptedBackend backend = new ScriptedBackend(new MemoryBackend(1 << 20));
+        server = new ExportServer(system, settings, new Export("", backend, false));
+        Path sock = dir.resolve("s");
+        server.bindUnix(sock);
+        try (SocketChannel ch = connect(sock)) {
+            backend.setFault(backend.holding());
+            for (int i = 0; i < 5; i++) {
+                send(ch, Frames.write(i, i * 4096L, new byte[4096]));
+            }
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (backend.calls.get() < 5 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            assertEquals(5, backend.calls.get());
+            CompletableFuture<?> drained = server.drain(Duration.ofSeconds(10));
+            Thread.sleep(200);
+            assertFalse(drained.isDone(), "drain waits for the requests in flight");
+            backend.releaseAll();
+            for (int i = 0; i < 5; i++) {
+                assertEquals(0, reply(ch, 0).error());
+            }
+            drained.get(5, TimeUnit.SECONDS);
+            assertEquals(-1, readWithin(ch, ByteBuffer.allocate(1), Duration.ofSeconds(5)));
+            assertEquals(0, server.connectionCount());
+            assertFalse(sock.toFile().exists(), "socket file removed");
+        }
+    }
+
+    @Test
+    void secondServerOnALiveSocketIsRefusedAndAStaleSocketIsReplaced() throws Exception {
+        server = new ExportServer(system, settings, new Export("", new MemoryBackend(1 << 20), false));
+        Path sock = dir.resolve("s");
+        server.bindUnix(sock);
+        try (ExportServer other = new ExportServer(system, settings, new Export("", new MemoryBackend(1 << 20), false))) {
+            IOException e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class, () -> other.bindUnix(sock));
+            assertTrue(e.getMessage().contains("in use"), e.getMessage());
+        }
+        // a stale socket file (no server behind it) is taken over
+        Path stale = dir.resolve("stale");
+        try (var l = java.nio.channels.ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            l.bind(UnixDomainSocketAddress.of(stale));
+        }
+        assertTrue(stale.toFile().exists());
+        assertEquals("nbd+unix:///?socket=" + stale, server.bindUnix(stale));
+    }
+}

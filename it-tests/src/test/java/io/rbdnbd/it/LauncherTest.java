@@ -1,0 +1,159 @@
+package io.rbdnbd.it;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** {@code bin/rbd-nbd} as an operator meets it: exit codes and one clear line for every mistake. */
+class LauncherTest {
+    private static final Duration QUICK = Duration.ofSeconds(60);
+
+    @TempDir
+    Path dir;
+
+    static Commands.Result launch(String... args) {
+        return Commands.run(QUICK, null, ServerProcess.launcherCommand(args).toArray(String[]::new));
+    }
+
+    /**
+     * The message lines on stderr: exactly one "rbd-nbd: ..." line saying what is wrong
+     * (the usage hint line may follow), no stack trace, nothing on stdout.
+     */
+    static String assertOneClearLine(Commands.Result r, int exitCode, String mustMention) {
+        assertEquals(exitCode, r.exitCode(), "exit code\n" + r.describe());
+        assertEquals("", r.stdout(), "nothing on stdout\n" + r.describe());
+        List<String> lines = new ArrayList<>();
+        for (String l : r.stderr().split("\n")) {
+            if (!l.isBlank()) {
+                lines.add(l);
+            }
+        }
+        assertFalse(r.stderr().contains("Exception") || r.stderr().contains("\tat "), "no stack trace\n" + r.describe());
+        List<String> messages = lines.stream().filter(l -> !l.equals("run 'rbd-nbd --help' for usage")).toList();
+        assertEquals(1, messages.size(), "one message line on stderr\n" + r.describe());
+        String line = messages.get(0);
+        assertTrue(line.startsWith("rbd-nbd: "), "the line names the program: '" + line + "'");
+        assertTrue(line.contains(mustMention), "the line mentions '" + mustMention + "': '" + line + "'");
+        return line;
+    }
+
+    @Test
+    void noArgumentsPrintsUsageToStderrAndExits2() {
+        Commands.Result r = launch();
+        assertEquals(2, r.exitCode(), r.describe());
+        assertTrue(r.stderr().contains("usage: rbd-nbd"), r.describe());
+        assertEquals("", r.stdout(), r.describe());
+    }
+
+    @Test
+    void helpPrintsUsageToStdoutAndExits0() {
+        Commands.Result r = launch("--help");
+        assertEquals(0, r.exitCode(), r.describe());
+        assertTrue(r.stdout().contains("usage: rbd-nbd") && r.stdout().contains("serve IMAGE"), r.describe());
+    }
+
+    static Stream<Arguments> usageErrors() {
+        return Stream.of(
+                Arguments.of(List.of("frobnicate"), "frobnicate"),
+                Arguments.of(List.of("serve"), "no image"),
+                Arguments.of(List.of("serve", "memory:1M"), "--socket"),
+                Arguments.of(List.of("serve", "rbd/pool/nothing", "--listen", "127.0.0.1:0"), "rbd/pool/nothing"),
+                Arguments.of(List.of("serve", "memory:lots", "--listen", "127.0.0.1:0"), "lots"),
+                Arguments.of(List.of("serve", "file:", "--listen", "127.0.0.1:0"), "file:"),
+                Arguments.of(List.of("serve", "memory:1M", "--bogus", "--listen", "127.0.0.1:0"), "--bogus"),
+                Arguments.of(List.of("serve", "memory:1M", "--listen", "127.0.0.1:99999"), "99999"),
+                Arguments.of(List.of("serve", "memory:1M", "--listen", "localhost"), "localhost"),
+                Arguments.of(List.of("serve", "memory:1M", "--listen", "127.0.0.1:"), "HOST:PORT"),
+                Arguments.of(List.of("serve", "memory:1M", "--socket"), "--socket"),
+                Arguments.of(List.of("serve", "memory:1M", "--size", "1M", "--listen", "127.0.0.1:0"), "--size"),
+                Arguments.of(List.of("serve", "memory:1M", "memory:2M", "--listen", "127.0.0.1:0"), "memory:2M"));
+    }
+
+    @ParameterizedTest
+    @MethodSource("usageErrors")
+    void usageErrorsExit2WithOneClearLine(List<String> args, String mention) {
+        assertOneClearLine(launch(args.toArray(String[]::new)), 2, mention);
+    }
+
+    @Test
+    void missingFileWithoutSizeFailsWithExit1NamingTheFile() {
+        Path img = dir.resolve("absent.img");
+        Commands.Result r = launch("serve", "file:" + img, "--socket", dir.resolve("a.sock").toString());
+        assertOneClearLine(r, 1, img.toString());
+        assertFalse(Files.exists(img), "nothing created without --size");
+        assertFalse(Files.exists(dir.resolve("a.sock")), "no socket left behind");
+    }
+
+    @Test
+    void missingFileWithSizeButReadOnlyFailsWithExit1() {
+        Path img = dir.resolve("absent-ro.img");
+        Commands.Result r = launch("serve", "file:" + img, "--size", "1M", "--read-only", "--listen", "127.0.0.1:0");
+        assertOneClearLine(r, 1, img.toString());
+        assertFalse(Files.exists(img), "a read-only export creates nothing");
+    }
+
+    @Test
+    void directoryAsImageFailsWithExit1() throws IOException {
+        Path d = Files.createDirectory(dir.resolve("adir"));
+        assertOneClearLine(launch("serve", "file:" + d, "--listen", "127.0.0.1:0"), 1, d.toString());
+    }
+
+    @Test
+    void socketInADirectoryThatDoesNotExistFailsWithExit1() {
+        Path sock = dir.resolve("no/such/dir/x.sock");
+        assertOneClearLine(launch("serve", "memory:1M", "--socket", sock.toString()), 1, "cannot listen");
+    }
+
+    @Test
+    void tcpPortInUseFailsWithExit1() throws IOException {
+        try (ServerSocketChannel taken = ServerSocketChannel.open()) {
+            taken.bind(new InetSocketAddress("127.0.0.1", 0));
+            int port = ((InetSocketAddress) taken.getLocalAddress()).getPort();
+            assertOneClearLine(launch("serve", "memory:1M", "--listen", "127.0.0.1:" + port), 1, "cannot listen");
+        }
+    }
+
+    @Test
+    void socketInUseByAnotherServerFailsWithExit1AndTheFirstKeepsServing() {
+        Path sock = dir.resolve("busy.sock");
+        try (ServerProcess first = ServerProcess.start("memory:1M", "--socket", sock.toString())) {
+            assertOneClearLine(launch("serve", "memory:2M", "--socket", sock.toString()), 1, "in use");
+            Commands.Result r = Commands.ok(Commands.nbdinfo(), "--size", first.uri());
+            assertEquals(String.valueOf(1 << 20), r.stdout().trim(), "the first server still owns the socket");
+            first.stop();
+        }
+    }
+
+    @Test
+    void staleSocketFileIsReplaced() throws IOException {
+        Path sock = dir.resolve("stale.sock");
+        // A socket file nobody listens on, as a killed server leaves behind.
+        try (ServerSocketChannel dead = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            dead.bind(UnixDomainSocketAddress.of(sock));
+        }
+        assertTrue(Files.exists(sock), "stale socket file in place");
+        try (ServerProcess s = ServerProcess.start("memory:1M", "--socket", sock.toString())) {
+            Commands.ok(Commands.nbdinfo(), "--size", s.uri());
+            s.stop();
+        }
+        assertFalse(Files.exists(sock), "the socket file is removed on exit");
+    }
+}

@@ -1,0 +1,287 @@
+package io.rbdnbd.it;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * A hand-written NBD client speaking the wire protocol byte by byte, to send what well-behaved
+ * clients never do. Its constants are written out from the NBD spec, not taken from the server.
+ * Every read has a deadline, so a server that hangs fails the test instead of blocking it.
+ */
+final class RawNbdClient implements AutoCloseable {
+    static final long NBDMAGIC = 0x4e42444d41474943L;
+    static final long IHAVEOPT = 0x49484156454F5054L;
+    static final int REQUEST_MAGIC = 0x25609513;
+    static final int SIMPLE_REPLY_MAGIC = 0x67446698;
+
+    static final int CLIENT_FIXED_NEWSTYLE = 1;
+    static final int CLIENT_NO_ZEROES = 2;
+    static final int OPT_EXPORT_NAME = 1;
+
+    static final int CMD_READ = 0;
+    static final int CMD_WRITE = 1;
+    static final int CMD_DISC = 2;
+    static final int CMD_FLUSH = 3;
+    static final int CMD_TRIM = 4;
+    static final int CMD_WRITE_ZEROES = 6;
+
+    static final int FLAG_READ_ONLY = 1 << 1;
+
+    static final int EPERM = 1;
+    static final int EINVAL = 22;
+    static final int ENOSPC = 28;
+
+    static final Duration TIMEOUT = Duration.ofSeconds(20);
+
+    record Export(long size, int flags) {
+    }
+
+    record Reply(long handle, int error, byte[] data) {
+    }
+
+    private final SocketChannel ch;
+    /** One selector per direction, so one thread may write while another reads. */
+    private final Selector readSelector;
+    private final SelectionKey readKey;
+    private final Selector writeSelector;
+    private final SelectionKey writeKey;
+    /** Handles of READs still waiting for their reply, with their lengths. */
+    private final Map<Long, Integer> pendingReads = new HashMap<>();
+
+    private RawNbdClient(SocketChannel ch) throws IOException {
+        this.ch = ch;
+        ch.configureBlocking(false);
+        this.readSelector = Selector.open();
+        this.readKey = ch.register(readSelector, SelectionKey.OP_READ);
+        this.writeSelector = Selector.open();
+        this.writeKey = ch.register(writeSelector, SelectionKey.OP_WRITE);
+    }
+
+    static RawNbdClient unix(Path socket) {
+        return connect(StandardProtocolFamily.UNIX, UnixDomainSocketAddress.of(socket));
+    }
+
+    static RawNbdClient tcp(int port) {
+        return connect(StandardProtocolFamily.INET, new InetSocketAddress("127.0.0.1", port));
+    }
+
+    private static RawNbdClient connect(StandardProtocolFamily family, SocketAddress address) {
+        try {
+            SocketChannel ch = SocketChannel.open(family);
+            ch.connect(address); // blocking connect; local sockets answer at once
+            return new RawNbdClient(ch);
+        } catch (IOException e) {
+            throw new AssertionError("cannot connect to " + address + ": " + e, e);
+        }
+    }
+
+    /** Reads exactly n bytes; fails on EOF or when they do not arrive in time. */
+    byte[] readExactly(int n, Duration timeout, String what) throws IOException {
+        return readExactly(n, timeout, what, false);
+    }
+
+    /** As above; with {@code eofOk}, an EOF before the first byte returns null. */
+    private byte[] readExactly(int n, Duration timeout, String what, boolean eofOk) throws IOException {
+        ByteBuffer buf = ByteBuffer.allocate(n);
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (buf.hasRemaining()) {
+            int r = ch.read(buf);
+            if (r < 0) {
+                if (eofOk && buf.position() == 0) {
+                    return null;
+                }
+                fail("server closed the connection while " + what + " (" + buf.position() + " of " + n + " bytes read)");
+            }
+            if (r == 0) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0) {
+                    fail("timed out after " + timeout + " while " + what + " (" + buf.position() + " of " + n
+                            + " bytes read)");
+                }
+                readSelector.select(left);
+                readSelector.selectedKeys().clear();
+            }
+        }
+        return buf.array();
+    }
+
+    void write(ByteBuffer buf) throws IOException {
+        long deadline = System.nanoTime() + TIMEOUT.toNanos();
+        while (buf.hasRemaining()) {
+            if (ch.write(buf) == 0) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0) {
+                    fail("timed out writing to the server (" + buf.remaining() + " bytes left)");
+                }
+                writeSelector.select(left);
+                writeSelector.selectedKeys().clear();
+            }
+        }
+    }
+
+    void write(byte[] bytes) throws IOException {
+        write(ByteBuffer.wrap(bytes));
+    }
+
+    /** Reads the 18-byte greeting, checks its magics, returns the handshake flags. */
+    int readGreeting() throws IOException {
+        ByteBuffer g = ByteBuffer.wrap(readExactly(18, TIMEOUT, "reading the greeting"));
+        assertEquals(NBDMAGIC, g.getLong(), "greeting: NBDMAGIC");
+        assertEquals(IHAVEOPT, g.getLong(), "greeting: IHAVEOPT (newstyle)");
+        int flags = g.getShort() & 0xffff;
+        assertEquals(1, flags & 1, "greeting: the server is fixed-newstyle");
+        return flags;
+    }
+
+    /**
+     * The oldest way in: client flags, then NBD_OPT_EXPORT_NAME with an empty name; reads the
+     * export size, transmission flags and (without NO_ZEROES) the 124 zero bytes.
+     */
+    Export handshake(int clientFlags) throws IOException {
+        readGreeting();
+        write(ByteBuffer.allocate(4).putInt(clientFlags).flip());
+        write(ByteBuffer.allocate(16).putLong(IHAVEOPT).putInt(OPT_EXPORT_NAME).putInt(0).flip());
+        ByteBuffer r = ByteBuffer.wrap(readExactly(10, TIMEOUT, "reading the NBD_OPT_EXPORT_NAME reply"));
+        long size = r.getLong();
+        int flags = r.getShort() & 0xffff;
+        if ((clientFlags & CLIENT_NO_ZEROES) == 0) {
+            assertArrayEquals(new byte[124], readExactly(124, TIMEOUT, "reading the 124 zero bytes"),
+                    "124 zero bytes after the export flags");
+        }
+        assertEquals(1, flags & 1, "NBD_FLAG_HAS_FLAGS in the transmission flags");
+        return new Export(size, flags);
+    }
+
+    Export handshake() throws IOException {
+        return handshake(CLIENT_FIXED_NEWSTYLE);
+    }
+
+    static ByteBuffer requestBytes(int magic, int flags, int type, long handle, long offset, long length, byte[] payload) {
+        ByteBuffer b = ByteBuffer.allocate(28 + (payload == null ? 0 : payload.length));
+        b.putInt(magic).putShort((short) flags).putShort((short) type).putLong(handle).putLong(offset).putInt((int) length);
+        if (payload != null) {
+            b.put(payload);
+        }
+        return b.flip();
+    }
+
+    /** Sends one request (a WRITE's payload right behind its header). */
+    void request(int flags, int type, long handle, long offset, long length, byte[] payload) throws IOException {
+        if (type == CMD_READ) {
+            pendingReads.put(handle, (int) length);
+        }
+        write(requestBytes(REQUEST_MAGIC, flags, type, handle, offset, length, payload));
+    }
+
+    void read(long handle, long offset, int length) throws IOException {
+        request(0, CMD_READ, handle, offset, length, null);
+    }
+
+    void writeData(long handle, long offset, byte[] data) throws IOException {
+        request(0, CMD_WRITE, handle, offset, data.length, data);
+    }
+
+    /** The next simple reply; a successful READ's data is read along with it. */
+    Reply readReply() throws IOException {
+        return readReply(TIMEOUT);
+    }
+
+    Reply readReply(Duration timeout) throws IOException {
+        Reply r = readReplyOrEof(timeout);
+        if (r == null) {
+            fail("server closed the connection while reading a reply header");
+        }
+        return r;
+    }
+
+    /** The next simple reply, or null when the server closed the connection between replies. */
+    Reply readReplyOrEof(Duration timeout) throws IOException {
+        byte[] header = readExactly(16, timeout, "reading a reply header", true);
+        if (header == null) {
+            return null;
+        }
+        ByteBuffer h = ByteBuffer.wrap(header);
+        int magic = h.getInt();
+        if (magic != SIMPLE_REPLY_MAGIC) {
+            fail(String.format("reply magic 0x%08x, expected the simple reply magic 0x%08x", magic, SIMPLE_REPLY_MAGIC));
+        }
+        int error = h.getInt();
+        long handle = h.getLong();
+        Integer readLength = pendingReads.remove(handle);
+        byte[] data = new byte[0];
+        if (error == 0 && readLength != null && readLength > 0) {
+            data = readExactly(readLength, timeout, "reading the data of READ " + handle);
+        }
+        return new Reply(handle, error, data);
+    }
+
+    /** Reads the reply for a request sent just before, checking it answers that handle. */
+    Reply expectReply(long handle) throws IOException {
+        Reply r = readReply();
+        assertEquals(handle, r.handle(), String.format("reply handle 0x%x, expected 0x%x", r.handle(), handle));
+        return r;
+    }
+
+    /**
+     * Waits for the server to close the connection: true when it did (EOF or reset) within the
+     * timeout. Bytes that arrive before are counted into {@code received} (may be null).
+     */
+    boolean closedByServerWithin(Duration timeout, long[] received) throws IOException {
+        ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            buf.clear();
+            int r;
+            try {
+                r = ch.read(buf);
+            } catch (IOException e) { // connection reset
+                return true;
+            }
+            if (r < 0) {
+                return true;
+            }
+            if (r > 0) {
+                if (received != null) {
+                    received[0] += r;
+                }
+                continue;
+            }
+            long left = (deadline - System.nanoTime()) / 1_000_000;
+            if (left <= 0) {
+                return false;
+            }
+            readSelector.select(left);
+            readSelector.selectedKeys().clear();
+        }
+    }
+
+    @Override
+    public void close() {
+        try {
+            readSelector.close();
+            writeSelector.close();
+        } catch (IOException ignored) {
+            // best effort
+        }
+        try {
+            ch.close();
+        } catch (IOException ignored) {
+            // best effort
+        }
+    }
+}
