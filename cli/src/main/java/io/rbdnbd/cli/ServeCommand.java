@@ -1,27 +1,20 @@
 package io.rbdnbd.cli;
 
 import com.typesafe.config.Config;
-import io.rbdnbd.engine.backend.BackendException;
-import io.rbdnbd.engine.backend.Backends;
-import io.rbdnbd.engine.backend.BlockBackend;
+import io.rbdnbd.actors.ExportGuardian;
 import io.rbdnbd.engine.backend.ImageSpec;
-import io.rbdnbd.engine.server.Export;
-import io.rbdnbd.engine.server.ExportServer;
 import io.rbdnbd.engine.stream.EngineSettings;
 import org.apache.pekko.actor.typed.ActorSystem;
-import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import sun.misc.Signal;
 
-import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 
 /** {@code rbd-nbd serve}: one image as an NBD export, in the foreground, until SIGTERM/SIGINT. */
 final class ServeCommand {
@@ -132,46 +125,33 @@ final class ServeCommand {
 
     int run(Config config, PrintStream out) throws CommandFailedException {
         EngineSettings settings = EngineSettings.from(config);
-        ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "rbdnbd", config);
-        BlockBackend backend;
-        try {
-            backend = Backends.open(image, readOnly, createSize, system, settings);
-        } catch (BackendException e) {
-            system.terminate();
-            throw new CommandFailedException(e.getMessage(), e);
-        }
-        ExportServer server = new ExportServer(system, settings, new Export(name, backend, readOnly));
-        CountDownLatch stop = new CountDownLatch(1);
-        Signal.handle(new Signal("TERM"), s -> stop.countDown());
-        Signal.handle(new Signal("INT"), s -> stop.countDown());
-        try {
-            for (Path p : sockets) {
-                out.println(server.bindUnix(p));
+        CompletableFuture<ExportGuardian.Report> started = new CompletableFuture<>();
+        CompletableFuture<ExportGuardian.Report> stopped = new CompletableFuture<>();
+        ExportGuardian.Params params = new ExportGuardian.Params(image, readOnly, createSize, name, sockets,
+                listens.stream().map(l -> new ExportGuardian.Listen(l.host(), l.port())).toList());
+        ActorSystem<ExportGuardian.Command> system = ActorSystem.create(ExportGuardian.root(params, settings, r -> {
+            if (r instanceof ExportGuardian.Stopped) {
+                stopped.complete(r);
+            } else {
+                started.complete(r);
             }
-            for (Listen l : listens) {
-                out.println(server.bindTcp(l.host(), l.port()));
-            }
-            out.flush();
-        } catch (IOException e) {
-            server.close();
-            backend.close().toCompletableFuture().join();
-            system.terminate();
-            throw new CommandFailedException("cannot listen: " + e.getMessage(), e);
+        }), "rbdnbd", config);
+        ExportGuardian.Report start = started.join();
+        if (start instanceof ExportGuardian.Failed f) {
+            system.getWhenTerminated().toCompletableFuture().join();
+            throw new CommandFailedException(f.reason(), null);
         }
-        awaitUninterruptibly(stop);
-        Duration drainTimeout = Duration.ofMillis(settings.drainTimeoutMillis());
-        log.info("signal received: draining {} connection(s) (at most {})", server.connectionCount(), drainTimeout);
-        server.drain(drainTimeout).join();
-        try {
-            backend.close().toCompletableFuture().get(drainTimeout.toMillis(), TimeUnit.MILLISECONDS);
-        } catch (Exception e) {
-            log.error("closing {} failed: {}", backend.describe(), e.toString());
-            system.terminate();
-            return Main.EXIT_FAILURE;
-        }
-        system.terminate();
-        log.info("stopped");
-        return 0;
+        ((ExportGuardian.Started) start).uris().forEach(out::println);
+        out.flush();
+        CountDownLatch signalled = new CountDownLatch(1);
+        Signal.handle(new Signal("TERM"), s -> signalled.countDown());
+        Signal.handle(new Signal("INT"), s -> signalled.countDown());
+        awaitUninterruptibly(signalled);
+        log.info("signal received: stopping");
+        system.tell(new ExportGuardian.Stop());
+        ExportGuardian.Report end = stopped.join();
+        system.getWhenTerminated().toCompletableFuture().join();
+        return ((ExportGuardian.Stopped) end).clean() ? 0 : Main.EXIT_FAILURE;
     }
 
     private static void awaitUninterruptibly(CountDownLatch latch) {

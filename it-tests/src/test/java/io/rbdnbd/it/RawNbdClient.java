@@ -32,6 +32,29 @@ final class RawNbdClient implements AutoCloseable {
     static final int CLIENT_FIXED_NEWSTYLE = 1;
     static final int CLIENT_NO_ZEROES = 2;
     static final int OPT_EXPORT_NAME = 1;
+    static final int OPT_ABORT = 2;
+    static final int OPT_LIST = 3;
+    static final int OPT_INFO = 6;
+    static final int OPT_GO = 7;
+    static final int OPT_STRUCTURED_REPLY = 8;
+    static final int OPT_SET_META_CONTEXT = 10;
+    static final long OPTION_REPLY_MAGIC = 0x3e889045565a9L;
+    static final int REP_ACK = 1;
+    static final int REP_SERVER = 2;
+    static final int REP_INFO = 3;
+    static final int REP_META_CONTEXT = 4;
+    static final int REP_ERR_UNSUP = 0x80000001;
+    static final int INFO_EXPORT = 0;
+
+    static final int STRUCTURED_REPLY_MAGIC = 0x668e33ef;
+    static final int REPLY_FLAG_DONE = 1;
+    static final int REPLY_TYPE_NONE = 0;
+    static final int REPLY_TYPE_OFFSET_DATA = 1;
+    static final int REPLY_TYPE_OFFSET_HOLE = 2;
+    static final int REPLY_TYPE_BLOCK_STATUS = 5;
+    static final int REPLY_TYPE_ERROR = 0x8001;
+    static final int CMD_BLOCK_STATUS = 7;
+    static final int CMD_FLAG_REQ_ONE = 1 << 3;
 
     static final int CMD_READ = 0;
     static final int CMD_WRITE = 1;
@@ -52,6 +75,20 @@ final class RawNbdClient implements AutoCloseable {
     }
 
     record Reply(long handle, int error, byte[] data) {
+    }
+
+    /** One reply to an option during the handshake. */
+    record OptionReply(int option, int type, byte[] data) {
+    }
+
+    /**
+     * One structured reply chunk, or a simple reply (type -1, error in {@code error}) where the
+     * server may still answer that way.
+     */
+    record Chunk(long handle, int flags, int type, byte[] payload, int error) {
+        boolean done() {
+            return type == -1 || (flags & REPLY_FLAG_DONE) != 0;
+        }
     }
 
     private final SocketChannel ch;
@@ -169,6 +206,102 @@ final class RawNbdClient implements AutoCloseable {
 
     Export handshake() throws IOException {
         return handshake(CLIENT_FIXED_NEWSTYLE);
+    }
+
+    /** Sends one option (after the greeting and client flags). */
+    void sendOption(int option, byte[] data) throws IOException {
+        write(ByteBuffer.allocate(16 + data.length).putLong(IHAVEOPT).putInt(option).putInt(data.length).put(data).flip());
+    }
+
+    /** Reads one option reply, checking its magic and that it answers {@code option}. */
+    OptionReply readOptionReply(int option) throws IOException {
+        ByteBuffer h = ByteBuffer.wrap(readExactly(20, TIMEOUT, "reading an option reply to " + option));
+        assertEquals(OPTION_REPLY_MAGIC, h.getLong(), "option reply magic");
+        int opt = h.getInt();
+        int type = h.getInt();
+        int length = h.getInt();
+        assertEquals(option, opt, "option reply answers option " + option);
+        assertTrueLength(length);
+        byte[] data = length == 0 ? new byte[0] : readExactly(length, TIMEOUT, "reading option reply data");
+        return new OptionReply(opt, type, data);
+    }
+
+    private static void assertTrueLength(int length) {
+        if (length < 0 || length > (1 << 20)) {
+            fail("implausible option reply length " + (length & 0xffffffffL));
+        }
+    }
+
+    /** Sends an option and reads replies up to and including the final one (ACK or an error). */
+    java.util.List<OptionReply> option(int option, byte[] data) throws IOException {
+        sendOption(option, data);
+        java.util.List<OptionReply> replies = new java.util.ArrayList<>();
+        while (true) {
+            OptionReply r = readOptionReply(option);
+            replies.add(r);
+            if (r.type() == REP_ACK || r.type() < 0) {
+                return replies;
+            }
+        }
+    }
+
+    static byte[] nameAndInfos(String name, int... infos) {
+        byte[] n = name.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        ByteBuffer b = ByteBuffer.allocate(4 + n.length + 2 + 2 * infos.length).putInt(n.length).put(n)
+                .putShort((short) infos.length);
+        for (int i : infos) {
+            b.putShort((short) i);
+        }
+        return b.array();
+    }
+
+    static byte[] metaContextQuery(String name, String... queries) {
+        byte[] n = name.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        int len = 4 + n.length + 4;
+        for (String q : queries) {
+            len += 4 + q.getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
+        }
+        ByteBuffer b = ByteBuffer.allocate(len).putInt(n.length).put(n).putInt(queries.length);
+        for (String q : queries) {
+            byte[] qb = q.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            b.putInt(qb.length).put(qb);
+        }
+        return b.array();
+    }
+
+    /** Reads the next reply, structured chunk or simple reply (a simple READ reply carries no data here). */
+    Chunk readChunk() throws IOException {
+        ByteBuffer m = ByteBuffer.wrap(readExactly(4, TIMEOUT, "reading a reply magic"));
+        int magic = m.getInt();
+        if (magic == SIMPLE_REPLY_MAGIC) {
+            ByteBuffer h = ByteBuffer.wrap(readExactly(12, TIMEOUT, "reading a simple reply"));
+            int error = h.getInt();
+            return new Chunk(h.getLong(), 0, -1, new byte[0], error);
+        }
+        if (magic != STRUCTURED_REPLY_MAGIC) {
+            fail(String.format("reply magic 0x%08x is neither simple nor structured", magic));
+        }
+        ByteBuffer h = ByteBuffer.wrap(readExactly(16, TIMEOUT, "reading a structured reply chunk header"));
+        int flags = h.getShort() & 0xffff;
+        int type = h.getShort() & 0xffff;
+        long handle = h.getLong();
+        int length = h.getInt();
+        if (length < 0 || length > (64 << 20)) {
+            fail("implausible chunk length " + (length & 0xffffffffL));
+        }
+        byte[] payload = length == 0 ? new byte[0] : readExactly(length, TIMEOUT, "reading a chunk payload");
+        int error = 0;
+        if ((type & 0x8000) != 0) {
+            assertTrue6(payload.length);
+            error = ByteBuffer.wrap(payload).getInt();
+        }
+        return new Chunk(handle, flags, type, payload, error);
+    }
+
+    private static void assertTrue6(int n) {
+        if (n < 6) {
+            fail("error chunk payload of " + n + " bytes (at least 6: error, message length)");
+        }
     }
 
     static ByteBuffer requestBytes(int magic, int flags, int type, long handle, long offset, long length, byte[] payload) {

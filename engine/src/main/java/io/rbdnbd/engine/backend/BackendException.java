@@ -8,13 +8,19 @@ public final class BackendException extends RuntimeException {
     private final int errno;
 
     public BackendException(int errno, String message) {
-        super(message + ": " + Errno.name(errno));
+        super(withErrno(message, errno));
         this.errno = errno;
     }
 
     public BackendException(int errno, String message, Throwable cause) {
-        super(message + ": " + Errno.name(errno), cause);
+        super(withErrno(message, errno), cause);
         this.errno = errno;
+    }
+
+    /** The message, ending with the errno's name unless it already names it. */
+    private static String withErrno(String message, int errno) {
+        String name = Errno.name(errno);
+        return message.contains(name) ? message : message + ": " + name;
     }
 
     public int errno() {

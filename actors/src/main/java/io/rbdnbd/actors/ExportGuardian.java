@@ -1,0 +1,156 @@
+package io.rbdnbd.actors;
+
+import io.rbdnbd.engine.backend.BackendException;
+import io.rbdnbd.engine.backend.Backends;
+import io.rbdnbd.engine.backend.BlockBackend;
+import io.rbdnbd.engine.backend.ImageSpec;
+import io.rbdnbd.engine.server.Export;
+import io.rbdnbd.engine.server.ExportServer;
+import io.rbdnbd.engine.stream.EngineSettings;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Owns one NBD export's lifecycle: opens the backend, binds the listeners, serves, and on
+ * {@link Stop} drains the connections, closes the backend and stops. The result of starting
+ * ({@link Started} or {@link Failed}) and of stopping ({@link Stopped}) goes to {@code reportTo}.
+ */
+public final class ExportGuardian {
+    private ExportGuardian() {
+    }
+
+    /** What to serve and where. {@code createSize} is -1 unless a missing file image should be created. */
+    public record Params(ImageSpec image, boolean readOnly, long createSize, String name, List<Path> sockets,
+                         List<Listen> listens) {
+    }
+
+    public record Listen(String host, int port) {
+    }
+
+    public interface Command {
+    }
+
+    /** Drain and stop. */
+    public record Stop() implements Command {
+    }
+
+    private record Drained() implements Command {
+    }
+
+    private record Closed(Throwable failure) implements Command {
+    }
+
+    public interface Report {
+    }
+
+    /** Serving; one URI per listener, in the order given. */
+    public record Started(List<String> uris) implements Report {
+    }
+
+    /** Could not start; nothing is left open. */
+    public record Failed(String reason) implements Report {
+    }
+
+    /** Stopped after a drain; {@code clean} is false when closing the backend failed. */
+    public record Stopped(boolean clean) implements Report {
+    }
+
+    /**
+     * A root behavior for a process that serves one export: runs the guardian as its child,
+     * hands every {@link Report} to {@code listener} (on an actor thread), forwards {@link Stop},
+     * and stops the actor system once the guardian has stopped.
+     */
+    public static Behavior<Command> root(Params params, EngineSettings settings,
+                                         java.util.function.Consumer<Report> listener) {
+        return Behaviors.setup(ctx -> {
+            ActorRef<Report> reports = ctx.spawn(Behaviors.<Report>receiveMessage(r -> {
+                listener.accept(r);
+                return Behaviors.same();
+            }), "reports");
+            ActorRef<Command> export = ctx.spawn(create(params, settings, reports), "export");
+            ctx.watch(export);
+            return Behaviors.receive(Command.class)
+                    .onMessage(Stop.class, stop -> {
+                        export.tell(stop);
+                        return Behaviors.same();
+                    })
+                    .onSignal(org.apache.pekko.actor.typed.Terminated.class, t -> Behaviors.stopped())
+                    .build();
+        });
+    }
+
+    public static Behavior<Command> create(Params params, EngineSettings settings, ActorRef<Report> reportTo) {
+        return Behaviors.setup(ctx -> {
+            BlockBackend backend;
+            try {
+                backend = Backends.open(params.image(), params.readOnly(), params.createSize(), ctx.getSystem(), settings);
+            } catch (BackendException e) {
+                reportTo.tell(new Failed(e.getMessage()));
+                return Behaviors.stopped();
+            }
+            ExportServer server = new ExportServer(ctx.getSystem(), settings,
+                    new Export(params.name(), backend, params.readOnly()));
+            List<String> uris = new ArrayList<>();
+            try {
+                for (Path p : params.sockets()) {
+                    uris.add(server.bindUnix(p));
+                }
+                for (Listen l : params.listens()) {
+                    uris.add(server.bindTcp(l.host(), l.port()));
+                }
+            } catch (IOException e) {
+                server.close();
+                backend.close().toCompletableFuture().join();
+                reportTo.tell(new Failed("cannot listen: " + e.getMessage()));
+                return Behaviors.stopped();
+            }
+            reportTo.tell(new Started(List.copyOf(uris)));
+            return serving(ctx, server, backend, Duration.ofMillis(settings.drainTimeoutMillis()), reportTo);
+        });
+    }
+
+    private static Behavior<Command> serving(ActorContext<Command> ctx, ExportServer server, BlockBackend backend,
+                                             Duration drainTimeout, ActorRef<Report> reportTo) {
+        return Behaviors.receive(Command.class)
+                .onMessage(Stop.class, stop -> {
+                    ctx.getLog().info("draining {} connection(s) of {} (at most {})", server.connectionCount(),
+                            backend.describe(), drainTimeout);
+                    ctx.pipeToSelf(server.drain(drainTimeout), (done, failure) -> new Drained());
+                    return stopping(ctx, server, backend, reportTo);
+                })
+                .onSignal(PostStop.class, signal -> {
+                    server.close(); // stopped from outside without a drain
+                    backend.close();
+                    return Behaviors.same();
+                })
+                .build();
+    }
+
+    private static Behavior<Command> stopping(ActorContext<Command> ctx, ExportServer server, BlockBackend backend,
+                                              ActorRef<Report> reportTo) {
+        return Behaviors.receive(Command.class)
+                .onMessage(Stop.class, stop -> Behaviors.same())
+                .onMessage(Drained.class, drained -> {
+                    ctx.pipeToSelf(backend.close(), (done, failure) -> new Closed(failure));
+                    return Behaviors.same();
+                })
+                .onMessage(Closed.class, closed -> {
+                    if (closed.failure() != null) {
+                        ctx.getLog().error("closing {} failed: {}", backend.describe(), closed.failure().toString());
+                    }
+                    server.close();
+                    reportTo.tell(new Stopped(closed.failure() == null));
+                    return Behaviors.stopped();
+                })
+                .build();
+    }
+}
