@@ -31,6 +31,15 @@ public final class Main {
         try {
             return switch (command) {
                 case "serve" -> ServeCommand.parse(rest).run(loadConfig(), out);
+                case "map" -> DeviceCommands.map(MapOptions.parse(command, rest), out);
+                case DeviceCommands.DAEMON_COMMAND -> DeviceCommands.daemon(MapOptions.parse(command, rest), loadConfig(), out);
+                case "unmap" -> {
+                    if (rest.length != 1) {
+                        throw new UsageException("unmap: give one device (/dev/nbdN) or image");
+                    }
+                    yield DeviceCommands.unmap(rest[0], out);
+                }
+                case "list-mapped" -> DeviceCommands.listMapped(out);
                 default -> throw new UsageException("unknown command '" + command + "'");
             };
         } catch (UsageException e) {
@@ -63,6 +72,14 @@ public final class Main {
                       Export IMAGE over the NBD protocol until SIGTERM or SIGINT, then drain and exit 0.
                       Prints one URI per listener (nbd+unix:///?socket=PATH, nbd://HOST:PORT/).
                       IMAGE is file:PATH (--size SIZE creates it sparse when absent) or memory:SIZE.
+
+                  map IMAGE [--device /dev/nbdN] [--read-only] [--io-timeout S] [--size SIZE]
+                      Attach IMAGE to a kernel NBD device (the first free one unless --device) and print
+                      the device once it is usable; a background process serves it until unmap.
+                  unmap /dev/nbdN|IMAGE
+                      Disconnect the device, let in-flight requests finish, and wait for its process to exit.
+                  list-mapped
+                      Devices mapped by rbd-nbd: id (pid), image, device.
 
                 Sizes take K, M, G, T suffixes (powers of 1024).
                 """;

@@ -28,6 +28,14 @@ public final class LibC {
 
     public static final int POSIX_FADV_WILLNEED = 3;
 
+    public static final int AF_UNIX = 1;
+    public static final int SOCK_STREAM = 1;
+    public static final int SOCK_CLOEXEC = 0x80000;
+    public static final int SHUT_RD = 0;
+    public static final int SHUT_WR = 1;
+
+    public static final int PR_SET_IO_FLUSHER = 57;
+
     static {
         Native.register(NativeLibrary.getInstance("c"));
     }
@@ -52,6 +60,18 @@ public final class LibC {
     private static native int ftruncate(int fd, long length) throws LastErrorException;
 
     private static native int posix_fadvise(int fd, long offset, long len, int advice);
+
+    private static native long read(int fd, ByteBuffer buf, long count) throws LastErrorException;
+
+    private static native long write(int fd, ByteBuffer buf, long count) throws LastErrorException;
+
+    private static native int socketpair(int domain, int type, int protocol, int[] sv) throws LastErrorException;
+
+    private static native int shutdown(int fd, int how) throws LastErrorException;
+
+    private static native int ioctl(int fd, long request, long arg) throws LastErrorException;
+
+    private static native int prctl(int option, long arg2, long arg3, long arg4, long arg5) throws LastErrorException;
 
     private static native String strerror(int errnum);
 
@@ -176,6 +196,82 @@ public final class LibC {
         int r = posix_fadvise(fd, offset, len, advice);
         if (r != 0) {
             throw new NativeException("posix_fadvise fd " + fd + " at " + offset + "+" + len, r);
+        }
+    }
+
+    /** Reads into a direct buffer at its position; 0 at end of stream. Retries EINTR. */
+    public static int readFd(int fd, ByteBuffer direct) throws NativeException {
+        while (true) {
+            try {
+                int n = (int) read(fd, direct.slice(), direct.remaining());
+                direct.position(direct.position() + n);
+                return n;
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != Errno.EINTR) {
+                    throw new NativeException("read fd " + fd, e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    /** Writes every remaining byte of a direct buffer. Retries EINTR and short writes. */
+    public static void writeFully(int fd, ByteBuffer direct) throws NativeException {
+        while (direct.hasRemaining()) {
+            try {
+                int n = (int) write(fd, direct.slice(), direct.remaining());
+                direct.position(direct.position() + n);
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != Errno.EINTR) {
+                    throw new NativeException("write fd " + fd, e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    /** A connected pair of Unix stream sockets (close-on-exec). */
+    public static int[] socketPair() throws NativeException {
+        int[] sv = new int[2];
+        try {
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+        } catch (LastErrorException e) {
+            throw new NativeException("socketpair", e.getErrorCode());
+        }
+        return sv;
+    }
+
+    public static void shutdownFd(int fd, int how) throws NativeException {
+        try {
+            shutdown(fd, how);
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() != 107 /* ENOTCONN: already shut down by the peer */) {
+                throw new NativeException("shutdown fd " + fd, e.getErrorCode());
+            }
+        }
+    }
+
+    /**
+     * ioctl with an integer argument (every NBD and block ioctl we use takes one, or none).
+     *
+     * @param what names the call for the error, e.g. "NBD_SET_SOCK on /dev/nbd0"
+     */
+    public static int ioctlFd(int fd, long request, long arg, String what) throws NativeException {
+        while (true) {
+            try {
+                return ioctl(fd, request, arg);
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != Errno.EINTR) {
+                    throw new NativeException(what, e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    /** prctl(option, arg2, 0, 0, 0). */
+    public static void prctlSet(int option, long arg2, String what) throws NativeException {
+        try {
+            prctl(option, arg2, 0, 0, 0);
+        } catch (LastErrorException e) {
+            throw new NativeException(what, e.getErrorCode());
         }
     }
 }

@@ -1,0 +1,228 @@
+package io.rbdnbd.cli;
+
+import com.typesafe.config.Config;
+import io.rbdnbd.actors.DeviceSupervisor;
+import io.rbdnbd.actors.KernelAttach;
+import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.nativeio.LibC;
+import io.rbdnbd.nativeio.NativeException;
+import io.rbdnbd.nativeio.NbdDevice;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import sun.misc.Signal;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.OptionalInt;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@code map}, {@code unmap} and {@code list-mapped}, and the per-device daemon that {@code map}
+ * starts (one process per device, as Ceph's rbd-nbd does): it stays in the background serving
+ * the device until unmapped or signalled.
+ */
+final class DeviceCommands {
+    private static final Logger log = LoggerFactory.getLogger(DeviceCommands.class);
+    /** The hidden command the background process runs. */
+    static final String DAEMON_COMMAND = "device-daemon";
+    /** How long {@code map} waits for the daemon to report the device ready. */
+    private static final long MAP_TIMEOUT_SECONDS = 60;
+
+    private DeviceCommands() {
+    }
+
+    /** Runs in the background process: maps, prints the device, serves until unmap or SIGTERM. */
+    static int daemon(MapOptions o, Config config, PrintStream out) throws CommandFailedException {
+        try {
+            // Memory reclaim may write through our own device: never throttle this process for it.
+            LibC.prctlSet(LibC.PR_SET_IO_FLUSHER, 1, "prctl(PR_SET_IO_FLUSHER)");
+        } catch (NativeException e) {
+            log.warn("{} (needs CAP_SYS_RESOURCE, kernel >= 5.6); memory pressure may deadlock on this device",
+                    e.getMessage());
+        }
+        EngineSettings settings = EngineSettings.from(config);
+        CompletableFuture<DeviceSupervisor.Report> mapped = new CompletableFuture<>();
+        CompletableFuture<DeviceSupervisor.Report> ended = new CompletableFuture<>();
+        ActorSystem<DeviceSupervisor.Command> system = ActorSystem.create(DeviceSupervisor.create(
+                new DeviceSupervisor.Params(o.image(), o.createSize(),
+                        new KernelAttach.Params(o.device(), o.readOnly(), o.ioTimeoutSeconds())),
+                settings, r -> {
+                    if (r instanceof DeviceSupervisor.Mapped) {
+                        mapped.complete(r);
+                    } else {
+                        mapped.complete(r);
+                        ended.complete(r);
+                    }
+                }), "rbdnbd", config);
+        Signal.handle(new Signal("TERM"), s -> system.tell(new DeviceSupervisor.Unmap()));
+        Signal.handle(new Signal("INT"), s -> system.tell(new DeviceSupervisor.Unmap()));
+        DeviceSupervisor.Report first = mapped.join();
+        if (first instanceof DeviceSupervisor.MapFailed f) {
+            system.getWhenTerminated().toCompletableFuture().join();
+            throw new CommandFailedException(f.reason(), null);
+        }
+        out.println(((DeviceSupervisor.Mapped) first).device());
+        out.flush();
+        out.close(); // map relays this line and returns; nothing else may hold its pipe open
+        DeviceSupervisor.Report end = ended.join();
+        system.getWhenTerminated().toCompletableFuture().join();
+        if (end instanceof DeviceSupervisor.Unmapped u) {
+            log.info("{} {} ({})", u.device(), u.why(), u.clean() ? "image closed" : "closing the image failed");
+            return u.clean() ? 0 : Main.EXIT_FAILURE;
+        }
+        return Main.EXIT_FAILURE;
+    }
+
+    /** Starts the device daemon in its own session and relays the device it reports. */
+    static int map(MapOptions o, PrintStream out) throws CommandFailedException {
+        Path logDir = Path.of(System.getenv().getOrDefault("RBDNBD_LOG_DIR", "/var/log/rbd-nbd"));
+        Path logFile;
+        try {
+            Files.createDirectories(logDir);
+            logFile = Files.createTempFile(logDir, "rbd-nbd-", ".log");
+        } catch (IOException e) {
+            throw new CommandFailedException("cannot create a log file in " + logDir + ": " + e, e);
+        }
+        List<String> cmd = new ArrayList<>(List.of("setsid", javaCommand()));
+        cmd.addAll(ProcessHandle.current().info().arguments().map(DeviceCommands::jvmOptions).orElse(List.of()));
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), DAEMON_COMMAND));
+        cmd.addAll(o.toArgs());
+        Process p;
+        try {
+            p = new ProcessBuilder(cmd).redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                    .redirectError(logFile.toFile()).start();
+        } catch (IOException e) {
+            throw new CommandFailedException("cannot start the device daemon: " + e.getMessage(), e);
+        }
+        CompletableFuture<String> line = CompletableFuture.supplyAsync(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                return r.readLine();
+            } catch (IOException e) {
+                return null;
+            }
+        });
+        String device;
+        try {
+            device = line.get(MAP_TIMEOUT_SECONDS, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            p.destroy();
+            throw new CommandFailedException("the device daemon did not report a device within " + MAP_TIMEOUT_SECONDS
+                    + " s; its log: " + logFile, e);
+        }
+        if (device == null || !device.startsWith("/dev/nbd")) {
+            try {
+                p.waitFor(10, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            throw new CommandFailedException(lastError(logFile), null);
+        }
+        out.println(device);
+        return 0;
+    }
+
+    /** The daemon's own one-line reason, else the log's last line. */
+    private static String lastError(Path logFile) {
+        try {
+            List<String> lines = Files.readAllLines(logFile);
+            for (int i = lines.size() - 1; i >= 0; i--) {
+                if (lines.get(i).startsWith("rbd-nbd: ")) {
+                    return lines.get(i).substring("rbd-nbd: ".length());
+                }
+            }
+            return "the device daemon failed; its log " + logFile + " ends: "
+                    + (lines.isEmpty() ? "(empty)" : lines.get(lines.size() - 1));
+        } catch (IOException e) {
+            return "the device daemon failed; see " + logFile;
+        }
+    }
+
+    private static String javaCommand() {
+        return ProcessHandle.current().info().command().orElse("java");
+    }
+
+    /** The JVM options of this process (everything before the class path), for the daemon. */
+    private static List<String> jvmOptions(String[] args) {
+        List<String> opts = new ArrayList<>();
+        for (String a : args) {
+            if (a.equals("-cp") || a.equals("-classpath") || a.equals("--class-path") || !a.startsWith("-")) {
+                break;
+            }
+            opts.add(a);
+        }
+        return opts;
+    }
+
+    /** A device mapped by one of our daemons. */
+    record Mapping(int pid, String image, String device) {
+    }
+
+    static List<Mapping> mappings() {
+        List<Mapping> found = new ArrayList<>();
+        for (int i = 0; Files.exists(Path.of("/sys/block/nbd" + i)); i++) {
+            OptionalInt pid = NbdDevice.servingPid(i);
+            if (pid.isEmpty()) {
+                continue;
+            }
+            Optional<String[]> args = ProcessHandle.of(pid.getAsInt()).flatMap(h -> h.info().arguments());
+            if (args.isEmpty()) {
+                continue;
+            }
+            String[] a = args.get();
+            for (int k = 0; k + 2 < a.length; k++) {
+                if (a[k].equals(Main.class.getName()) && a[k + 1].equals(DAEMON_COMMAND)) {
+                    found.add(new Mapping(pid.getAsInt(), a[k + 2], "/dev/nbd" + i));
+                }
+            }
+        }
+        return found;
+    }
+
+    static int listMapped(PrintStream out) {
+        List<Mapping> ms = mappings();
+        out.printf("%-8s %-40s %s%n", "id", "image", "device");
+        for (Mapping m : ms) {
+            out.printf("%-8d %-40s %s%n", m.pid(), m.image(), m.device());
+        }
+        return 0;
+    }
+
+    /** Disconnects a device mapped by us (named by device or by image) and waits for its daemon to exit. */
+    static int unmap(String target, PrintStream out) throws CommandFailedException {
+        List<Mapping> ms = mappings().stream()
+                .filter(m -> m.device().equals(target) || m.image().equals(target)).toList();
+        if (ms.isEmpty()) {
+            throw new CommandFailedException(target + " is not mapped by rbd-nbd", null);
+        }
+        if (ms.size() > 1) {
+            throw new CommandFailedException(target + " is mapped more than once; unmap by device: "
+                    + ms.stream().map(Mapping::device).toList(), null);
+        }
+        Mapping m = ms.get(0);
+        try (NbdDevice d = NbdDevice.open(m.device())) {
+            d.disconnect();
+        } catch (NativeException e) {
+            throw new CommandFailedException(e.getMessage(), e);
+        }
+        Optional<ProcessHandle> h = ProcessHandle.of(m.pid());
+        if (h.isPresent()) {
+            try {
+                h.get().onExit().get(MAP_TIMEOUT_SECONDS, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                throw new CommandFailedException("device " + m.device() + " disconnected, but its daemon (pid " + m.pid()
+                        + ") did not exit within " + MAP_TIMEOUT_SECONDS + " s", e);
+            }
+        }
+        return 0;
+    }
+}

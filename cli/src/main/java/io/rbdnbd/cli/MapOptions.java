@@ -1,0 +1,94 @@
+package io.rbdnbd.cli;
+
+import io.rbdnbd.engine.backend.ImageSpec;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/** Options of {@code map} (and of the device daemon it starts, which takes the same). */
+record MapOptions(String spec, ImageSpec image, String device, boolean readOnly, int ioTimeoutSeconds,
+                  long createSize) {
+
+    /** Kernel default I/O timeout, as Ceph's rbd-nbd leaves it. */
+    static final int DEFAULT_IO_TIMEOUT = 30;
+
+    static MapOptions parse(String command, String[] args) throws UsageException {
+        String spec = null;
+        String device = null;
+        boolean readOnly = false;
+        int timeout = DEFAULT_IO_TIMEOUT;
+        long size = -1;
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            switch (a) {
+                case "--device" -> device = value(command, args, ++i, a);
+                case "--read-only" -> readOnly = true;
+                case "--io-timeout", "--timeout" -> timeout = seconds(command, value(command, args, ++i, a), a);
+                case "--size" -> {
+                    try {
+                        size = ImageSpec.parseSize(value(command, args, ++i, a));
+                    } catch (IllegalArgumentException e) {
+                        throw new UsageException(command + ": --size: " + e.getMessage());
+                    }
+                }
+                default -> {
+                    if (a.startsWith("-")) {
+                        throw new UsageException(command + ": unknown option '" + a + "'");
+                    }
+                    if (spec != null) {
+                        throw new UsageException(command + ": one image only, got '" + spec + "' and '" + a + "'");
+                    }
+                    spec = a;
+                }
+            }
+        }
+        if (spec == null) {
+            throw new UsageException(command + ": no image given");
+        }
+        if (device != null && !device.matches("/dev/nbd\\d+")) {
+            throw new UsageException(command + ": --device wants /dev/nbdN, got '" + device + "'");
+        }
+        ImageSpec image;
+        try {
+            image = ImageSpec.parse(spec);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(command + ": " + e.getMessage());
+        }
+        return new MapOptions(spec, image, device, readOnly, timeout, size);
+    }
+
+    private static String value(String command, String[] args, int i, String option) throws UsageException {
+        if (i >= args.length) {
+            throw new UsageException(command + ": " + option + " needs a value");
+        }
+        return args[i];
+    }
+
+    private static int seconds(String command, String s, String option) throws UsageException {
+        try {
+            int v = Integer.parseInt(s);
+            if (v < 0) {
+                throw new NumberFormatException();
+            }
+            return v;
+        } catch (NumberFormatException e) {
+            throw new UsageException(command + ": " + option + " wants whole seconds >= 0, got '" + s + "'");
+        }
+    }
+
+    /** The same options as arguments, for the device daemon's command line. */
+    List<String> toArgs() {
+        List<String> a = new ArrayList<>(List.of(spec));
+        if (device != null) {
+            a.addAll(List.of("--device", device));
+        }
+        if (readOnly) {
+            a.add("--read-only");
+        }
+        a.addAll(List.of("--io-timeout", Integer.toString(ioTimeoutSeconds)));
+        if (createSize >= 0) {
+            a.addAll(List.of("--size", Long.toString(createSize)));
+        }
+        return a;
+    }
+}
