@@ -11,6 +11,7 @@ import io.rbdnbd.nativeio.Errno;
 import io.rbdnbd.nativeio.LibC;
 import io.rbdnbd.nativeio.NativeException;
 import io.rbdnbd.nativeio.NbdDevice;
+import io.rbdnbd.nativeio.NbdNetlink;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -20,6 +21,8 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.stream.Materializer;
 
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.OptionalInt;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
@@ -38,9 +41,14 @@ public final class KernelAttach {
     /**
      * @param device            {@code /dev/nbdN}, or null for the first free device
      * @param ioTimeoutSeconds  how long the kernel waits for a reply before failing the I/O (0: forever)
+     * @param netlink           attach through the nbd generic-netlink family (else the ioctls)
+     * @param cookie            the backend identifier given to the kernel (netlink), checked on re-attach
      */
-    public record Params(String device, boolean readOnly, int ioTimeoutSeconds) {
+    public record Params(String device, boolean readOnly, int ioTimeoutSeconds, boolean netlink, String cookie) {
     }
+
+    /** Sockets per device on the netlink path. */
+    static final int NETLINK_SOCKETS = 2;
 
     public interface Command {
     }
@@ -80,45 +88,107 @@ public final class KernelAttach {
                                            ActorRef<Report> reportTo) {
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> {
             boolean readOnly = params.readOnly() || backend.readOnly();
-            String path;
-            if (params.device() != null) {
-                path = params.device();
-            } else {
-                OptionalInt free = NbdDevice.firstFree();
-                if (free.isEmpty()) {
-                    reportTo.tell(new AttachFailed(NbdDevice.driverPresent()
-                            ? "no free nbd device (all /dev/nbdN are in use)"
-                            : "no nbd driver: /sys/block/nbd0 is missing (modprobe nbd)"));
+            String requested = params.device();
+            if (requested != null) {
+                try {
+                    NbdDevice.index(requested);
+                } catch (IllegalArgumentException e) {
+                    reportTo.tell(new AttachFailed(e.getMessage()));
                     return Behaviors.stopped();
                 }
-                path = "/dev/nbd" + free.getAsInt();
+                OptionalInt owner = NbdDevice.servingPid(NbdDevice.index(requested));
+                if (owner.isPresent()) {
+                    reportTo.tell(new AttachFailed(requested + " is busy (served by pid " + owner.getAsInt() + ")"));
+                    return Behaviors.stopped();
+                }
+            } else if (!NbdDevice.driverPresent()) {
+                reportTo.tell(new AttachFailed("no nbd driver: /sys/block/nbd0 is missing (modprobe nbd)"));
+                return Behaviors.stopped();
             }
-            int index;
+            Attachment attachment;
             try {
-                index = NbdDevice.index(path);
-            } catch (IllegalArgumentException e) {
+                attachment = params.netlink() && NbdNetlink.available()
+                        ? Attachment.netlink(params, backend, readOnly, ctx)
+                        : Attachment.ioctl(params, backend, readOnly);
+            } catch (NativeException e) {
+                reportTo.tell(new AttachFailed(e.errno() == Errno.EBUSY
+                        ? (requested != null ? requested : "the device") + " is busy (another process attached it first)"
+                        : e.getMessage()));
+                return Behaviors.stopped();
+            } catch (AttachException e) {
                 reportTo.tell(new AttachFailed(e.getMessage()));
                 return Behaviors.stopped();
             }
-            OptionalInt owner = NbdDevice.servingPid(index);
-            if (owner.isPresent()) {
-                reportTo.tell(new AttachFailed(path + " is busy (served by pid " + owner.getAsInt() + ")"));
-                return Behaviors.stopped();
+            InFlightBudget budget = new InFlightBudget(settings.maxInFlightBytes());
+            Materializer mat = Materializer.matFromSystem(ctx.getSystem());
+            for (FdConnection c : attachment.connections) {
+                ctx.pipeToSelf(ConnectionIo.run(mat, settings, c, TransmissionFlow.create(backend, settings, false, false,
+                                readOnly, budget, attachment.path + "#" + c.fd())),
+                        (done, failure) -> new StreamEnded(failure));
+            }
+            if (attachment.device != null) { // ioctl: NBD_DO_IT blocks until disconnect
+                NbdDevice device = attachment.device;
+                Executor blocking = ctx.getSystem().dispatchers().lookup(
+                        DispatcherSelector.fromConfig("rbdnbd.kernel.do-it-dispatcher"));
+                ctx.pipeToSelf(CompletableFuture.runAsync(() -> {
+                    try {
+                        device.doIt();
+                    } catch (NativeException e) {
+                        throw new java.util.concurrent.CompletionException(e);
+                    }
+                }, blocking), (v, failure) -> new DoItEnded(failure));
+            }
+            timers.startTimerWithFixedDelay(new CheckReady(), Duration.ofMillis(20));
+            return new Attached(ctx, timers, attachment, readOnly, reportTo).attaching();
+        }));
+    }
+
+    /** A reason to refuse attaching that is not a failed system call. */
+    private static final class AttachException extends Exception {
+        private static final long serialVersionUID = 1L;
+
+        AttachException(String message) {
+            super(message);
+        }
+    }
+
+    /** What attaching produced: the device, our ends of the sockets, and how to disconnect. */
+    private static final class Attachment {
+        final String path;
+        final int index;
+        final List<FdConnection> connections;
+        /** Set on the ioctl path, whose device fd runs NBD_DO_IT; null with netlink. */
+        final NbdDevice device;
+
+        private Attachment(String path, int index, List<FdConnection> connections, NbdDevice device) {
+            this.path = path;
+            this.index = index;
+            this.connections = connections;
+            this.device = device;
+        }
+
+        static Attachment ioctl(Params params, BlockBackend backend, boolean readOnly)
+                throws NativeException, AttachException {
+            String path = params.device();
+            if (path == null) {
+                OptionalInt free = NbdDevice.firstFree();
+                if (free.isEmpty()) {
+                    throw new AttachException("no free nbd device (all /dev/nbdN are in use)");
+                }
+                path = "/dev/nbd" + free.getAsInt();
             }
             NbdDevice device;
-            int[] pair;
             try {
                 device = NbdDevice.open(path);
             } catch (NativeException e) {
-                reportTo.tell(new AttachFailed(explainOpen(path, e)));
-                return Behaviors.stopped();
+                throw new AttachException(explainOpen(path, e));
             }
+            int[] pair;
             try {
                 pair = LibC.socketPair();
             } catch (NativeException e) {
                 closeQuietly(device);
-                reportTo.tell(new AttachFailed(e.getMessage()));
-                return Behaviors.stopped();
+                throw e;
             }
             try {
                 device.setBlockSize(512);
@@ -133,30 +203,52 @@ public final class KernelAttach {
                     // nothing was attached
                 }
                 closeQuietly(device);
-                closeFd(pair[0]);
                 closeFd(pair[1]);
-                reportTo.tell(new AttachFailed(e.errno() == Errno.EBUSY
-                        ? path + " is busy (another process attached it first)" : e.getMessage()));
-                return Behaviors.stopped();
+                throw e;
+            } finally {
+                closeFd(pair[0]); // the kernel holds its own reference; ours would keep the socket alive
             }
-            closeFd(pair[0]); // the kernel holds its own reference now; ours would keep the socket alive
-            FdConnection connection = new FdConnection(pair[1]);
-            ctx.pipeToSelf(ConnectionIo.run(Materializer.matFromSystem(ctx.getSystem()), settings, connection,
-                            TransmissionFlow.create(backend, settings, false, false, readOnly,
-                                    new InFlightBudget(settings.maxInFlightBytes()), path)),
-                    (done, failure) -> new StreamEnded(failure));
-            Executor blocking = ctx.getSystem().dispatchers().lookup(
-                    DispatcherSelector.fromConfig("rbdnbd.kernel.do-it-dispatcher"));
-            ctx.pipeToSelf(CompletableFuture.runAsync(() -> {
-                try {
-                    device.doIt();
-                } catch (NativeException e) {
-                    throw new java.util.concurrent.CompletionException(e);
+            return new Attachment(path, device.index(), List.of(new FdConnection(pair[1])), device);
+        }
+
+        /**
+         * Netlink CONNECT with {@link #NETLINK_SOCKETS} sockets and CAN_MULTI_CONN: the kernel keeps at
+         * most 128 requests in flight per socket, so two give the engine its iodepth of 256.
+         */
+        static Attachment netlink(Params params, BlockBackend backend, boolean readOnly, ActorContext<Command> ctx)
+                throws NativeException {
+            List<int[]> pairs = new ArrayList<>();
+            try (NbdNetlink nl = NbdNetlink.open()) {
+                for (int i = 0; i < NETLINK_SOCKETS; i++) {
+                    pairs.add(LibC.socketPair());
                 }
-            }, blocking), (v, failure) -> new DoItEnded(failure));
-            timers.startTimerWithFixedDelay(new CheckReady(), Duration.ofMillis(20));
-            return new Attached(ctx, timers, device, connection, readOnly, reportTo).attaching();
-        }));
+                int index = nl.connect(params.device() == null ? -1 : NbdDevice.index(params.device()),
+                        pairs.stream().map(p -> p[0]).toList(), backend.size(), 512, params.ioTimeoutSeconds(),
+                        kernelFlags(readOnly) | Nbd.FLAG_CAN_MULTI_CONN, 0, params.cookie());
+                List<FdConnection> ours = pairs.stream().map(p -> new FdConnection(p[1])).toList();
+                ctx.getLog().debug("netlink CONNECT gave /dev/nbd{}", index);
+                return new Attachment("/dev/nbd" + index, index, ours, null);
+            } catch (NativeException e) {
+                for (int[] p : pairs) {
+                    closeFd(p[1]);
+                }
+                throw e;
+            } finally {
+                for (int[] p : pairs) {
+                    closeFd(p[0]); // the kernel holds its own references
+                }
+            }
+        }
+
+        void disconnect() throws NativeException {
+            if (device != null) {
+                device.disconnect();
+            } else {
+                try (NbdNetlink nl = NbdNetlink.open()) {
+                    nl.disconnect(index);
+                }
+            }
+        }
     }
 
     private static String explainOpen(String path, NativeException e) {
@@ -183,54 +275,52 @@ public final class KernelAttach {
         }
     }
 
-    /** State once the device has the socket: waiting for readiness, then serving, then ending. */
+    /** State once the device has its sockets: waiting for readiness, then serving, then ending. */
     private static final class Attached {
         private final ActorContext<Command> ctx;
         private final TimerScheduler<Command> timers;
-        private final NbdDevice device;
-        private final FdConnection connection;
+        private final Attachment a;
         private final boolean readOnly;
         private final ActorRef<Report> reportTo;
         private boolean ready;
         private boolean doItEnded;
-        private boolean streamEnded;
+        private int streamsLeft;
         private String why = "disconnected";
 
-        Attached(ActorContext<Command> ctx, TimerScheduler<Command> timers, NbdDevice device, FdConnection connection,
-                 boolean readOnly, ActorRef<Report> reportTo) {
+        Attached(ActorContext<Command> ctx, TimerScheduler<Command> timers, Attachment a, boolean readOnly,
+                 ActorRef<Report> reportTo) {
             this.ctx = ctx;
             this.timers = timers;
-            this.device = device;
-            this.connection = connection;
+            this.a = a;
             this.readOnly = readOnly;
             this.reportTo = reportTo;
+            this.doItEnded = a.device == null;
+            this.streamsLeft = a.connections.size();
         }
 
         Behavior<Command> attaching() {
             return Behaviors.receive(Command.class)
                     .onMessage(CheckReady.class, c -> {
-                        if (!ready && NbdDevice.servingPid(device.index()).isPresent()) {
+                        if (!ready && NbdDevice.servingPid(a.index).isPresent()) {
                             ready = true;
                             timers.cancelAll();
                             if (readOnly) {
-                                try {
-                                    device.setReadOnly(true);
-                                } catch (NativeException e) {
-                                    ctx.getLog().warn("{}: {}", device.path(), e.getMessage());
-                                }
+                                setReadOnly();
                             }
-                            ctx.getLog().info("{} ready", device.path());
-                            reportTo.tell(new Ready(device.path()));
+                            ctx.getLog().info("{} ready ({} socket(s))", a.path, a.connections.size());
+                            reportTo.tell(new Ready(a.path));
                         }
                         return Behaviors.same();
                     })
                     .onMessage(Disconnect.class, d -> {
                         why = "unmapped";
                         try {
-                            device.disconnect();
+                            a.disconnect();
                         } catch (NativeException e) {
-                            ctx.getLog().warn("{}: {}; shutting the socket instead", device.path(), e.getMessage());
-                            connection.shutdownInput();
+                            ctx.getLog().warn("{}: {}; shutting the sockets instead", a.path, e.getMessage());
+                            for (FdConnection c : a.connections) {
+                                c.shutdownInput();
+                            }
                         }
                         return Behaviors.same();
                     })
@@ -240,36 +330,48 @@ public final class KernelAttach {
                             why = "NBD_DO_IT failed: " + d.failure().getCause().getMessage();
                         }
                         try {
-                            device.clearQueue();
-                            device.clearSocket();
+                            a.device.clearQueue();
+                            a.device.clearSocket();
                         } catch (NativeException e) {
-                            ctx.getLog().debug("{}: clearing after disconnect: {}", device.path(), e.getMessage());
+                            ctx.getLog().debug("{}: clearing after disconnect: {}", a.path, e.getMessage());
                         }
-                        closeQuietly(device);
-                        connection.shutdownInput(); // the kernel let go of its end: no more requests
+                        closeQuietly(a.device);
+                        for (FdConnection c : a.connections) {
+                            c.shutdownInput(); // the kernel let go of its end: no more requests
+                        }
                         return maybeDone();
                     })
                     .onMessage(StreamEnded.class, s -> {
-                        streamEnded = true;
+                        streamsLeft--;
                         if (s.failure() != null) {
-                            ctx.getLog().warn("{}: request stream ended: {}", device.path(), s.failure().toString());
+                            ctx.getLog().warn("{}: request stream ended: {}", a.path, s.failure().toString());
                         }
                         return maybeDone();
                     })
                     .build();
         }
 
+        private void setReadOnly() {
+            try (NbdDevice d = NbdDevice.open(a.path)) {
+                d.setReadOnly(true);
+            } catch (NativeException e) {
+                ctx.getLog().warn("{}: {}", a.path, e.getMessage());
+            }
+        }
+
         private Behavior<Command> maybeDone() throws NativeException {
-            if (!doItEnded || !streamEnded) {
+            if (!doItEnded || streamsLeft > 0) {
                 return Behaviors.same();
             }
-            connection.close();
+            for (FdConnection c : a.connections) {
+                c.close();
+            }
             timers.cancelAll();
             if (!ready) {
-                reportTo.tell(new AttachFailed(device.path() + ": the kernel ended the connection before it was ready ("
+                reportTo.tell(new AttachFailed(a.path + ": the kernel ended the connection before it was ready ("
                         + why + ")"));
             } else {
-                reportTo.tell(new Detached(device.path(), why));
+                reportTo.tell(new Detached(a.path, why));
             }
             return Behaviors.stopped();
         }

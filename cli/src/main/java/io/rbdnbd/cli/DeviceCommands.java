@@ -7,6 +7,7 @@ import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.nativeio.LibC;
 import io.rbdnbd.nativeio.NativeException;
 import io.rbdnbd.nativeio.NbdDevice;
+import io.rbdnbd.nativeio.NbdNetlink;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -55,7 +56,8 @@ final class DeviceCommands {
         CompletableFuture<DeviceSupervisor.Report> ended = new CompletableFuture<>();
         ActorSystem<DeviceSupervisor.Command> system = ActorSystem.create(DeviceSupervisor.create(
                 new DeviceSupervisor.Params(o.image(), o.createSize(),
-                        new KernelAttach.Params(o.device(), o.readOnly(), o.ioTimeoutSeconds())),
+                        new KernelAttach.Params(o.device(), o.readOnly(), o.ioTimeoutSeconds(),
+                                config.getBoolean("rbdnbd.kernel.netlink"), java.util.UUID.randomUUID().toString())),
                 settings, r -> {
                     if (r instanceof DeviceSupervisor.Mapped) {
                         mapped.complete(r);
@@ -188,6 +190,19 @@ final class DeviceCommands {
         return found;
     }
 
+    /** Netlink DISCONNECT where the kernel has it (it also ends ioctl-attached devices), else the ioctl. */
+    private static void disconnect(String device) throws NativeException {
+        if (NbdNetlink.available()) {
+            try (NbdNetlink nl = NbdNetlink.open()) {
+                nl.disconnect(NbdDevice.index(device));
+            }
+        } else {
+            try (NbdDevice d = NbdDevice.open(device)) {
+                d.disconnect();
+            }
+        }
+    }
+
     static int listMapped(PrintStream out) {
         List<Mapping> ms = mappings();
         out.printf("%-8s %-40s %s%n", "id", "image", "device");
@@ -209,8 +224,8 @@ final class DeviceCommands {
                     + ms.stream().map(Mapping::device).toList(), null);
         }
         Mapping m = ms.get(0);
-        try (NbdDevice d = NbdDevice.open(m.device())) {
-            d.disconnect();
+        try {
+            disconnect(m.device());
         } catch (NativeException e) {
             throw new CommandFailedException(e.getMessage(), e);
         }

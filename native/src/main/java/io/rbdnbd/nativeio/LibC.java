@@ -65,6 +65,14 @@ public final class LibC {
 
     private static native long write(int fd, ByteBuffer buf, long count) throws LastErrorException;
 
+    private static native int socket(int domain, int type, int protocol) throws LastErrorException;
+
+    private static native int bind(int fd, byte[] addr, int addrlen) throws LastErrorException;
+
+    private static native long send(int fd, byte[] buf, long len, int flags) throws LastErrorException;
+
+    private static native long recv(int fd, byte[] buf, long len, int flags) throws LastErrorException;
+
     private static native int socketpair(int domain, int type, int protocol, int[] sv) throws LastErrorException;
 
     private static native int shutdown(int fd, int how) throws LastErrorException;
@@ -272,6 +280,49 @@ public final class LibC {
             prctl(option, arg2, 0, 0, 0);
         } catch (LastErrorException e) {
             throw new NativeException(what, e.getErrorCode());
+        }
+    }
+
+    public static int socketFd(int domain, int type, int protocol, String what) throws NativeException {
+        try {
+            return socket(domain, type | SOCK_CLOEXEC, protocol);
+        } catch (LastErrorException e) {
+            throw new NativeException(what, e.getErrorCode());
+        }
+    }
+
+    public static void bindFd(int fd, byte[] sockaddr, String what) throws NativeException {
+        try {
+            bind(fd, sockaddr, sockaddr.length);
+        } catch (LastErrorException e) {
+            throw new NativeException(what, e.getErrorCode());
+        }
+    }
+
+    /** One datagram (netlink message) out. */
+    public static void sendMessage(int fd, byte[] msg, String what) throws NativeException {
+        while (true) {
+            try {
+                send(fd, msg, msg.length, 0);
+                return;
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != Errno.EINTR) {
+                    throw new NativeException(what, e.getErrorCode());
+                }
+            }
+        }
+    }
+
+    /** One datagram in; returns its length. */
+    public static int receiveMessage(int fd, byte[] buf, String what) throws NativeException {
+        while (true) {
+            try {
+                return (int) recv(fd, buf, buf.length, 0);
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != Errno.EINTR) {
+                    throw new NativeException(what, e.getErrorCode());
+                }
+            }
         }
     }
 }
