@@ -10,6 +10,7 @@ import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
+import java.time.Duration;
 import java.util.function.Consumer;
 
 /**
@@ -21,7 +22,8 @@ public final class DeviceSupervisor {
     private DeviceSupervisor() {
     }
 
-    public record Params(ImageSpec image, long createSize, KernelAttach.Params attach) {
+    /** @param sizePollInterval how often the image's size is asked for (a resize then reaches the kernel) */
+    public record Params(ImageSpec image, long createSize, KernelAttach.Params attach, Duration sizePollInterval) {
     }
 
     public interface Command {
@@ -35,6 +37,12 @@ public final class DeviceSupervisor {
     }
 
     private record BackendClosed(Throwable failure) implements Command {
+    }
+
+    private record CheckSize() implements Command {
+    }
+
+    private record SizeIs(long size, Throwable failure) implements Command {
     }
 
     public interface Report {
@@ -62,36 +70,73 @@ public final class DeviceSupervisor {
             ActorRef<KernelAttach.Report> adapter = ctx.messageAdapter(KernelAttach.Report.class, FromAttach::new);
             ActorRef<KernelAttach.Command> attach = ctx.spawn(
                     KernelAttach.create(params.attach(), backend, settings, adapter), "kernel-attach");
-            return running(ctx, backend, attach, listener, null);
+            return Behaviors.withTimers(timers -> {
+                timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
+                return new Running(ctx, backend, attach, listener).behavior();
+            });
         });
     }
 
-    private static Behavior<Command> running(ActorContext<Command> ctx, BlockBackend backend,
-                                             ActorRef<KernelAttach.Command> attach, Consumer<Report> listener,
-                                             String device) {
-        return Behaviors.receive(Command.class)
-                .onMessage(Unmap.class, u -> {
-                    attach.tell(new KernelAttach.Disconnect());
-                    return Behaviors.same();
-                })
-                .onMessage(FromAttach.class, m -> {
-                    KernelAttach.Report r = m.report();
-                    if (r instanceof KernelAttach.Ready ready) {
-                        listener.accept(new Mapped(ready.device()));
-                        return running(ctx, backend, attach, listener, ready.device());
-                    }
-                    String why = r instanceof KernelAttach.Detached d ? d.why()
-                            : ((KernelAttach.AttachFailed) r).reason();
-                    ctx.pipeToSelf(backend.close(), (done, failure) -> new BackendClosed(failure));
-                    return closing(ctx, listener, device, why, r instanceof KernelAttach.AttachFailed);
-                })
-                .build();
+    /** Attached (or attaching): relays unmap, follows the image's size, ends when the device is gone. */
+    private static final class Running {
+        private final ActorContext<Command> ctx;
+        private final BlockBackend backend;
+        private final ActorRef<KernelAttach.Command> attach;
+        private final Consumer<Report> listener;
+        private String device;
+        private long size;
+
+        Running(ActorContext<Command> ctx, BlockBackend backend, ActorRef<KernelAttach.Command> attach,
+                Consumer<Report> listener) {
+            this.ctx = ctx;
+            this.backend = backend;
+            this.attach = attach;
+            this.listener = listener;
+            this.size = backend.size();
+        }
+
+        Behavior<Command> behavior() {
+            return Behaviors.receive(Command.class)
+                    .onMessage(Unmap.class, u -> {
+                        attach.tell(new KernelAttach.Disconnect());
+                        return Behaviors.same();
+                    })
+                    .onMessage(CheckSize.class, c -> {
+                        ctx.pipeToSelf(backend.refreshSize(), (n, failure) -> new SizeIs(n == null ? -1 : n, failure));
+                        return Behaviors.same();
+                    })
+                    .onMessage(SizeIs.class, s -> {
+                        if (s.failure() != null) {
+                            ctx.getLog().warn("cannot read the size of {}: {}", backend.describe(), s.failure().toString());
+                        } else if (s.size() != size && device != null) {
+                            ctx.getLog().info("{} changed size from {} to {} bytes", backend.describe(), size, s.size());
+                            size = s.size();
+                            attach.tell(new KernelAttach.Resize(size));
+                        }
+                        return Behaviors.same();
+                    })
+                    .onMessage(FromAttach.class, m -> {
+                        KernelAttach.Report r = m.report();
+                        if (r instanceof KernelAttach.Ready ready) {
+                            device = ready.device();
+                            listener.accept(new Mapped(ready.device()));
+                            return Behaviors.same();
+                        }
+                        String why = r instanceof KernelAttach.Detached d ? d.why()
+                                : ((KernelAttach.AttachFailed) r).reason();
+                        ctx.pipeToSelf(backend.close(), (done, failure) -> new BackendClosed(failure));
+                        return closing(ctx, listener, device, why, r instanceof KernelAttach.AttachFailed);
+                    })
+                    .build();
+        }
     }
 
     private static Behavior<Command> closing(ActorContext<Command> ctx, Consumer<Report> listener, String device,
                                              String why, boolean neverMapped) {
         return Behaviors.receive(Command.class)
                 .onMessage(Unmap.class, u -> Behaviors.same())
+                .onMessage(CheckSize.class, c -> Behaviors.same())
+                .onMessage(SizeIs.class, s -> Behaviors.same())
                 .onMessage(BackendClosed.class, c -> {
                     if (c.failure() != null) {
                         ctx.getLog().error("closing the image failed: {}", c.failure().toString());

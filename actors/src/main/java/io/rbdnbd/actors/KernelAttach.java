@@ -57,6 +57,10 @@ public final class KernelAttach {
     public record Disconnect() implements Command {
     }
 
+    /** Tell the kernel the image now has {@code size} bytes. */
+    public record Resize(long size) implements Command {
+    }
+
     private record DoItEnded(Throwable failure) implements Command {
     }
 
@@ -157,14 +161,17 @@ public final class KernelAttach {
         final String path;
         final int index;
         final List<FdConnection> connections;
+        /** The backend identifier given to the kernel over netlink (null on the ioctl path). */
+        final String cookie;
         /** Set on the ioctl path, whose device fd runs NBD_DO_IT; null with netlink. */
         final NbdDevice device;
 
-        private Attachment(String path, int index, List<FdConnection> connections, NbdDevice device) {
+        private Attachment(String path, int index, List<FdConnection> connections, NbdDevice device, String cookie) {
             this.path = path;
             this.index = index;
             this.connections = connections;
             this.device = device;
+            this.cookie = cookie;
         }
 
         static Attachment ioctl(Params params, BlockBackend backend, boolean readOnly)
@@ -208,7 +215,7 @@ public final class KernelAttach {
             } finally {
                 closeFd(pair[0]); // the kernel holds its own reference; ours would keep the socket alive
             }
-            return new Attachment(path, device.index(), List.of(new FdConnection(pair[1])), device);
+            return new Attachment(path, device.index(), List.of(new FdConnection(pair[1])), device, null);
         }
 
         /**
@@ -227,7 +234,7 @@ public final class KernelAttach {
                         kernelFlags(readOnly) | Nbd.FLAG_CAN_MULTI_CONN, 0, params.cookie());
                 List<FdConnection> ours = pairs.stream().map(p -> new FdConnection(p[1])).toList();
                 ctx.getLog().debug("netlink CONNECT gave /dev/nbd{}", index);
-                return new Attachment("/dev/nbd" + index, index, ours, null);
+                return new Attachment("/dev/nbd" + index, index, ours, null, params.cookie());
             } catch (NativeException e) {
                 for (int[] p : pairs) {
                     closeFd(p[1]);
@@ -237,6 +244,22 @@ public final class KernelAttach {
                 for (int[] p : pairs) {
                     closeFd(p[0]); // the kernel holds its own references
                 }
+            }
+        }
+
+        /** Netlink RECONFIGURE (with the cookie), or NBD_SET_SIZE then a partition re-read. */
+        void resize(long size) throws NativeException {
+            if (device == null) {
+                try (NbdNetlink nl = NbdNetlink.open()) {
+                    nl.resize(index, size, cookie);
+                }
+                return;
+            }
+            device.setSize(size);
+            try {
+                device.rereadPartitions();
+            } catch (NativeException e) {
+                // EINVAL without a partition table: nothing to re-read
             }
         }
 
@@ -309,6 +332,16 @@ public final class KernelAttach {
                             }
                             ctx.getLog().info("{} ready ({} socket(s))", a.path, a.connections.size());
                             reportTo.tell(new Ready(a.path));
+                        }
+                        return Behaviors.same();
+                    })
+                    .onMessage(Resize.class, r -> {
+                        try {
+                            a.resize(r.size());
+                            ctx.getLog().info("{} resized to {} bytes", a.path, r.size());
+                        } catch (NativeException e) {
+                            ctx.getLog().error("{}: the image is now {} bytes but the kernel refused the size: {}",
+                                    a.path, r.size(), e.getMessage());
                         }
                         return Behaviors.same();
                     })

@@ -57,7 +57,8 @@ final class DeviceCommands {
         ActorSystem<DeviceSupervisor.Command> system = ActorSystem.create(DeviceSupervisor.create(
                 new DeviceSupervisor.Params(o.image(), o.createSize(),
                         new KernelAttach.Params(o.device(), o.readOnly(), o.ioTimeoutSeconds(),
-                                config.getBoolean("rbdnbd.kernel.netlink"), java.util.UUID.randomUUID().toString())),
+                                config.getBoolean("rbdnbd.kernel.netlink"), java.util.UUID.randomUUID().toString()),
+                        config.getDuration("rbdnbd.kernel.size-poll-interval")),
                 settings, r -> {
                     if (r instanceof DeviceSupervisor.Mapped) {
                         mapped.complete(r);

@@ -20,8 +20,15 @@ import java.util.concurrent.CompletionStage;
  */
 public interface BlockBackend {
 
-    /** Current size in bytes (may change when the image is resized). */
+    /** Current size in bytes, as last learnt (see {@link #refreshSize()}). */
     long size();
+
+    /**
+     * Asks the image for its size again (someone may have resized it) and completes with it;
+     * {@link #size()} returns the new value from then on. The owner of the device decides what
+     * to tell the kernel; a backend never does that from its own callback threads.
+     */
+    CompletionStage<Long> refreshSize();
 
     /** True when the image itself cannot be written (a snapshot, a file opened read-only). */
     boolean readOnly();

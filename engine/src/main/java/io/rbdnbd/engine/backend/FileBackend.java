@@ -32,7 +32,7 @@ public final class FileBackend implements BlockBackend {
 
     private final Path path;
     private final int fd;
-    private final long size;
+    private volatile long size;
     private final boolean readOnly;
     private final Executor executor;
     private volatile boolean punchHoleWorks = true;
@@ -77,6 +77,14 @@ public final class FileBackend implements BlockBackend {
     @Override
     public long size() {
         return size;
+    }
+
+    @Override
+    public CompletionStage<Long> refreshSize() {
+        return submit(() -> {
+            size = LibC.lseekFd(fd, 0, LibC.SEEK_END);
+            return size;
+        });
     }
 
     @Override

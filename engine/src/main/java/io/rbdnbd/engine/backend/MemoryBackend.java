@@ -44,6 +44,12 @@ public final class MemoryBackend implements BlockBackend {
         return size;
     }
 
+    /** A memory image never changes size. */
+    @Override
+    public CompletionStage<Long> refreshSize() {
+        return CompletableFuture.completedFuture(size);
+    }
+
     @Override
     public boolean readOnly() {
         return false;

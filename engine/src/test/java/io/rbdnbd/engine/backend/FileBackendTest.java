@@ -72,4 +72,14 @@ class FileBackendTest extends BlockBackendContract {
         assertEquals(4096, await(ro.read(0, 4096)).size());
         await(ro.close());
     }
+
+    @Test
+    void growingTheFileIsSeenOnRefresh() throws Exception {
+        try (var f = new java.io.RandomAccessFile(dir.resolve("image.raw").toFile(), "rw")) {
+            f.setLength(SIZE * 2);
+        }
+        assertEquals(SIZE, backend.size());
+        assertEquals(SIZE * 2, await(backend.refreshSize()));
+        assertEquals(SIZE * 2, backend.size());
+    }
 }

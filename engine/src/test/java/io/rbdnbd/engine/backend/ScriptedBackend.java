@@ -71,6 +71,11 @@ public final class ScriptedBackend implements BlockBackend {
     }
 
     @Override
+    public CompletionStage<Long> refreshSize() {
+        return inner.refreshSize();
+    }
+
+    @Override
     public boolean readOnly() {
         return inner.readOnly();
     }
