@@ -63,7 +63,7 @@ public final class DeviceSupervisor {
             try {
                 backend = Backends.open(params.image(), params.attach().readOnly(), params.createSize(),
                         ctx.getSystem(), settings);
-            } catch (BackendException e) {
+            } catch (BackendException | IllegalArgumentException e) {
                 listener.accept(new MapFailed(e.getMessage()));
                 return Behaviors.stopped();
             }

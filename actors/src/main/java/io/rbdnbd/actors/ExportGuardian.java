@@ -93,7 +93,7 @@ public final class ExportGuardian {
             BlockBackend backend;
             try {
                 backend = Backends.open(params.image(), params.readOnly(), params.createSize(), ctx.getSystem(), settings);
-            } catch (BackendException e) {
+            } catch (BackendException | IllegalArgumentException e) {
                 reportTo.tell(new Failed(e.getMessage()));
                 return Behaviors.stopped();
             }

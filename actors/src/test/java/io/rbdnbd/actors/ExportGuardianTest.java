@@ -90,4 +90,14 @@ class ExportGuardianTest {
         first.tell(new ExportGuardian.Stop());
         reports.expectMessageClass(ExportGuardian.Stopped.class);
     }
+
+    @Test
+    void anImpossibleMemoryImageFailsInsteadOfHanging() {
+        TestProbe<ExportGuardian.Report> reports = testKit.createTestProbe();
+        ActorRef<ExportGuardian.Command> guardian = testKit.spawn(ExportGuardian.create(
+                params(new ImageSpec.MemoryImage(Long.MAX_VALUE), -1, dir.resolve("s")), settings, reports.getRef()));
+        ExportGuardian.Failed failed = reports.expectMessageClass(ExportGuardian.Failed.class);
+        assertTrue(failed.reason().contains("too large"), failed.reason());
+        reports.expectTerminated(guardian);
+    }
 }

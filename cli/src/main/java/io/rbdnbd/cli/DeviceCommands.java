@@ -69,6 +69,11 @@ final class DeviceCommands {
                 }), "rbdnbd", config);
         Signal.handle(new Signal("TERM"), s -> system.tell(new DeviceSupervisor.Unmap()));
         Signal.handle(new Signal("INT"), s -> system.tell(new DeviceSupervisor.Unmap()));
+        system.getWhenTerminated().thenRun(() -> {
+            DeviceSupervisor.MapFailed gone = new DeviceSupervisor.MapFailed("stopped unexpectedly; see the log above");
+            mapped.complete(gone);
+            ended.complete(gone);
+        });
         DeviceSupervisor.Report first = mapped.join();
         if (first instanceof DeviceSupervisor.MapFailed f) {
             system.getWhenTerminated().toCompletableFuture().join();

@@ -136,6 +136,8 @@ final class ServeCommand {
                 started.complete(r);
             }
         }), "rbdnbd", config);
+        system.getWhenTerminated().thenRun(() -> started.complete(
+                new ExportGuardian.Failed("stopped before serving; see the log above")));
         ExportGuardian.Report start = started.join();
         if (start instanceof ExportGuardian.Failed f) {
             system.getWhenTerminated().toCompletableFuture().join();

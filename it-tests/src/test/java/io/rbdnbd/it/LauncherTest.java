@@ -156,4 +156,112 @@ class LauncherTest {
         }
         assertFalse(Files.exists(sock), "the socket file is removed on exit");
     }
+
+    /**
+     * {@code --socket} naming something that is not a socket (a typo naming a file, say) must be
+     * refused, never deleted as if it were a stale socket.
+     */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"regular-file", "empty-directory"})
+    void socketPathThatIsNotASocketIsRefusedAndLeftAlone(String what) throws Exception {
+        Path victim = dir.resolve("precious");
+        if (what.equals("regular-file")) {
+            Files.writeString(victim, "precious data\n");
+        } else {
+            Files.createDirectory(victim);
+        }
+        Process p = new ProcessBuilder(ServerProcess.launcherCommand("serve", "memory:1M", "--socket", victim.toString()))
+                .redirectErrorStream(true)
+                .redirectOutput(dir.resolve("out.txt").toFile())
+                .start();
+        try {
+            // Until it exits, or the path stops being what it was (the server took it over).
+            long deadline = System.nanoTime() + QUICK.toNanos();
+            while (p.isAlive() && System.nanoTime() < deadline
+                    && (what.equals("regular-file") ? Files.isRegularFile(victim) : Files.isDirectory(victim))) {
+                Thread.sleep(50);
+            }
+            if (what.equals("regular-file")) {
+                assertTrue(Files.isRegularFile(victim) && Files.readString(victim).equals("precious data\n"),
+                        "rbd-nbd serve --socket FILE must not delete or replace the file " + victim + "\n"
+                                + Files.readString(dir.resolve("out.txt")));
+            } else {
+                assertTrue(Files.isDirectory(victim), "rbd-nbd serve --socket DIR must not delete the directory\n"
+                        + Files.readString(dir.resolve("out.txt")));
+            }
+            assertTrue(p.waitFor(QUICK.toSeconds(), java.util.concurrent.TimeUnit.SECONDS), "rbd-nbd exits");
+            assertEquals(1, p.exitValue(), "exit code\n" + Files.readString(dir.resolve("out.txt")));
+            String out = Files.readString(dir.resolve("out.txt"));
+            assertTrue(out.lines().anyMatch(l -> l.startsWith("rbd-nbd: ") && l.contains(victim.toString()))
+                    && !out.contains("\tat "), "one clear line naming the path:\n" + out);
+        } finally {
+            p.destroyForcibly();
+            p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
+    void socketPathTooLongFailsWithExit1() {
+        Path d = dir.resolve("x".repeat(60)).resolve("y".repeat(60));
+        Path sock = d.resolve("s.sock");
+        try {
+            Files.createDirectories(d);
+        } catch (IOException e) {
+            throw new AssertionError(e);
+        }
+        assertTrue(sock.toString().length() > 108);
+        assertOneClearLine(launch("serve", "memory:1M", "--socket", sock.toString()), 1, "cannot listen");
+    }
+
+    /**
+     * A memory image far beyond what the memory backend can index (the spec parses; opening the
+     * backend throws): the command must either fail with one clear line or serve it, never hang
+     * after a stack trace.
+     */
+    @Test
+    void memoryImageTooLargeToServeFailsInsteadOfHanging() throws Exception {
+        Path out = dir.resolve("out.txt");
+        Path err = dir.resolve("err.txt");
+        Process p = new ProcessBuilder(ServerProcess.launcherCommand("serve", "memory:8000P", "--listen", "127.0.0.1:0"))
+                .redirectOutput(out.toFile())
+                .redirectError(err.toFile())
+                .start();
+        try {
+            long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+            while (p.isAlive() && !Files.readString(out).startsWith("nbd://") && System.nanoTime() < deadline) {
+                Thread.sleep(100);
+            }
+            if (p.isAlive() && Files.readString(out).startsWith("nbd://")) {
+                p.destroy(); // it serves the image after all: fine, and SIGTERM must still work
+                assertTrue(p.waitFor(45, java.util.concurrent.TimeUnit.SECONDS), "exits after SIGTERM");
+                assertEquals(0, p.exitValue(), Files.readString(err));
+                return;
+            }
+            assertFalse(p.isAlive(), "rbd-nbd serve memory:8000P neither served nor exited within 20 s\n--- stderr ---\n"
+                    + Commands.quote(Files.readString(err)));
+            Commands.Result r = new Commands.Result(List.of("rbd-nbd", "serve", "memory:8000P"), p.exitValue(),
+                    Files.readString(out), Files.readString(err), Duration.ZERO);
+            assertTrue(r.exitCode() == 1 || r.exitCode() == 2, "exit 1 or 2\n" + r.describe());
+            assertOneClearLine(r, r.exitCode(), "memory");
+        } finally {
+            p.destroyForcibly();
+            p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+        }
+    }
+
+    /** The printed URI must be a valid URI (percent-encoded) that clients accept as printed. */
+    @Test
+    void printedUriWorksForASocketPathWithSpacesAndSpecials() throws IOException {
+        Path d = Files.createDirectory(dir.resolve("a dir & 100%"));
+        Path sock = d.resolve("s#1.sock");
+        try (ServerProcess s = ServerProcess.start("memory:1M", "--socket", sock.toString())) {
+            Commands.Result r = Commands.run(Commands.nbdinfo(), "--size", s.uri());
+            assertEquals(0, r.exitCode(), "nbdinfo with the URI printed for socket '" + sock + "': " + s.uri()
+                    + "\n" + r.describe());
+            Commands.Result q = Commands.run(Commands.qemuImg(), "info", "-f", "raw", s.uri());
+            assertEquals(0, q.exitCode(), "qemu-img with the printed URI " + s.uri() + "\n" + q.describe());
+            assertEquals(sock, s.socketPath(), "the URI's socket= decodes to the socket path");
+            s.stop();
+        }
+    }
 }

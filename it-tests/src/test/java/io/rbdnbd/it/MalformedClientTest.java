@@ -276,23 +276,47 @@ class MalformedClientTest {
     }
 
     @Test
+    void clientsVanishingWithRequestsInFlightLeaveTheServerHealthy() throws IOException {
+        for (int round = 0; round < 8; round++) {
+            try (RawNbdClient c = round % 2 == 0 ? connect() : RawNbdClient.tcp(server.tcpPort())) {
+                c.handshake();
+                ByteBuffer b = ByteBuffer.allocate(64 * 28);
+                for (int i = 0; i < 64; i++) {
+                    b.put(RawNbdClient.requestBytes(RawNbdClient.REQUEST_MAGIC, 0, CMD_READ, i, (long) i << 20, 1 << 20, null));
+                }
+                c.write(b.flip());
+            } // closed without reading a single reply
+        }
+        assertServerStillServes();
+        try (RawNbdClient c = connect()) {
+            c.handshake();
+            assertConnectionCarriesOn(c, 1, 5 << 20);
+        }
+    }
+
+    @Test
     void readOnlyExportAnswersEpermToWrites() throws IOException {
         try (ServerProcess ro = ServerProcess.start("memory:1M", "--read-only", "--socket",
-                dir.resolve("ro.sock").toString()); RawNbdClient c = RawNbdClient.unix(ro.socketPath())) {
-            RawNbdClient.Export e = c.handshake();
-            assertEquals(RawNbdClient.FLAG_READ_ONLY, e.flags() & RawNbdClient.FLAG_READ_ONLY, "NBD_FLAG_READ_ONLY");
-            c.writeData(1, 0, pattern(4096, 1));
-            assertEquals(EPERM, c.expectReply(1).error(), "WRITE to a read-only export: EPERM\n" + ro.describe());
-            c.request(0, CMD_TRIM, 2, 0, 4096, null);
-            assertEquals(EPERM, c.expectReply(2).error(), "TRIM on a read-only export: EPERM");
-            c.request(0, CMD_WRITE_ZEROES, 3, 0, 4096, null);
-            assertEquals(EPERM, c.expectReply(3).error(), "WRITE_ZEROES on a read-only export: EPERM");
-            c.read(4, 0, 4096);
-            RawNbdClient.Reply r = c.expectReply(4);
-            assertEquals(0, r.error(), "READ on a read-only export works");
-            assertArrayEquals(new byte[4096], r.data(), "nothing was written");
-            c.close();
+                dir.resolve("ro.sock").toString())) {
+            try (RawNbdClient c = RawNbdClient.unix(ro.socketPath())) {
+                readOnlyChecks(c, ro);
+            }
             ro.stop();
         }
+    }
+
+    private static void readOnlyChecks(RawNbdClient c, ServerProcess ro) throws IOException {
+        RawNbdClient.Export e = c.handshake();
+        assertEquals(RawNbdClient.FLAG_READ_ONLY, e.flags() & RawNbdClient.FLAG_READ_ONLY, "NBD_FLAG_READ_ONLY");
+        c.writeData(1, 0, pattern(4096, 1));
+        assertEquals(EPERM, c.expectReply(1).error(), "WRITE to a read-only export: EPERM\n" + ro.describe());
+        c.request(0, CMD_TRIM, 2, 0, 4096, null);
+        assertEquals(EPERM, c.expectReply(2).error(), "TRIM on a read-only export: EPERM");
+        c.request(0, CMD_WRITE_ZEROES, 3, 0, 4096, null);
+        assertEquals(EPERM, c.expectReply(3).error(), "WRITE_ZEROES on a read-only export: EPERM");
+        c.read(4, 0, 4096);
+        RawNbdClient.Reply r = c.expectReply(4);
+        assertEquals(0, r.error(), "READ on a read-only export works");
+        assertArrayEquals(new byte[4096], r.data(), "nothing was written");
     }
 }

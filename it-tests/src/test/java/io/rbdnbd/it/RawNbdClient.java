@@ -221,12 +221,12 @@ final class RawNbdClient implements AutoCloseable {
         int type = h.getInt();
         int length = h.getInt();
         assertEquals(option, opt, "option reply answers option " + option);
-        assertTrueLength(length);
+        checkOptionReplyLength(length);
         byte[] data = length == 0 ? new byte[0] : readExactly(length, TIMEOUT, "reading option reply data");
         return new OptionReply(opt, type, data);
     }
 
-    private static void assertTrueLength(int length) {
+    private static void checkOptionReplyLength(int length) {
         if (length < 0 || length > (1 << 20)) {
             fail("implausible option reply length " + (length & 0xffffffffL));
         }
@@ -292,13 +292,13 @@ final class RawNbdClient implements AutoCloseable {
         byte[] payload = length == 0 ? new byte[0] : readExactly(length, TIMEOUT, "reading a chunk payload");
         int error = 0;
         if ((type & 0x8000) != 0) {
-            assertTrue6(payload.length);
+            checkErrorChunkLength(payload.length);
             error = ByteBuffer.wrap(payload).getInt();
         }
         return new Chunk(handle, flags, type, payload, error);
     }
 
-    private static void assertTrue6(int n) {
+    private static void checkErrorChunkLength(int n) {
         if (n < 6) {
             fail("error chunk payload of " + n + " bytes (at least 6: error, message length)");
         }

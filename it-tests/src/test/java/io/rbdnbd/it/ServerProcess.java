@@ -77,6 +77,11 @@ final class ServerProcess implements AutoCloseable {
 
     /** Starts {@code rbd-nbd serve ARGS} and waits for one URI line per listener. */
     static ServerProcess start(String... serveArgs) {
+        return start(java.util.Map.of(), serveArgs);
+    }
+
+    /** As {@link #start(String...)}, with extra environment (e.g. RBDNBD_JAVA_OPTS). */
+    static ServerProcess start(java.util.Map<String, String> env, String... serveArgs) {
         int listeners = 0;
         for (String a : serveArgs) {
             if (a.equals("--socket") || a.equals("--listen")) {
@@ -101,11 +106,12 @@ final class ServerProcess implements AutoCloseable {
             Files.createDirectories(logs);
             stderrFile = logs.resolve(String.format("server-%03d-%s.stderr.log", COUNTER.incrementAndGet(),
                     LocalDateTime.now().format(DateTimeFormatter.ofPattern("HHmmss"))));
-            Files.writeString(stderrFile, "# " + String.join(" ", cmd) + "\n");
-            p = new ProcessBuilder(cmd)
+            Files.writeString(stderrFile, "# " + (env.isEmpty() ? "" : env + " ") + String.join(" ", cmd) + "\n");
+            ProcessBuilder pb = new ProcessBuilder(cmd)
                     .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-                    .redirectError(ProcessBuilder.Redirect.appendTo(stderrFile.toFile()))
-                    .start();
+                    .redirectError(ProcessBuilder.Redirect.appendTo(stderrFile.toFile()));
+            pb.environment().putAll(env);
+            p = pb.start();
         } catch (IOException e) {
             throw new AssertionError("cannot start " + cmd + ": " + e, e);
         }
@@ -187,10 +193,26 @@ final class ServerProcess implements AutoCloseable {
                 .orElseThrow(() -> new AssertionError("no nbd:// URI among " + uris));
     }
 
-    /** The socket path of the first Unix listener. */
+    /** The socket path of the first Unix listener (the URI's socket= value, percent-decoded). */
     Path socketPath() {
         String u = unixUri();
-        return Path.of(u.substring(u.indexOf("socket=") + "socket=".length()));
+        String v = u.substring(u.indexOf("socket=") + "socket=".length());
+        int amp = v.indexOf('&');
+        return Path.of(percentDecode(amp < 0 ? v : v.substring(0, amp)));
+    }
+
+    static String percentDecode(String s) {
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '%' && i + 2 < s.length()) {
+                out.write(Integer.parseInt(s.substring(i + 1, i + 3), 16));
+                i += 2;
+            } else {
+                out.writeBytes(String.valueOf(c).getBytes(StandardCharsets.UTF_8));
+            }
+        }
+        return out.toString(StandardCharsets.UTF_8);
     }
 
     /** Port of the first TCP listener, parsed from its printed URI. */

@@ -200,4 +200,35 @@ class ShutdownTest {
             fail(e);
         }
     }
+
+    /**
+     * A client that never reads its replies cannot hold the shutdown hostage: after the drain
+     * timeout (2 s here) the server cuts it and still exits 0.
+     */
+    @Test
+    void aClientThatStopsReadingIsCutAfterTheDrainTimeout() throws IOException {
+        try (ServerProcess s = ServerProcess.start(Map.of("RBDNBD_JAVA_OPTS", "-Drbdnbd.engine.drain-timeout=2s"),
+                "memory:256M", "--socket", dir.resolve("stuck.sock").toString());
+             RawNbdClient c = RawNbdClient.unix(s.socketPath())) {
+            c.handshake();
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(128 * 28);
+            for (int i = 0; i < 128; i++) {
+                b.put(RawNbdClient.requestBytes(RawNbdClient.REQUEST_MAGIC, 0, RawNbdClient.CMD_READ, i,
+                        (long) i << 20, 1 << 20, null));
+            }
+            c.write(b.flip()); // 128 MiB of replies the client will not read
+            try {
+                Thread.sleep(1000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            long start = System.nanoTime();
+            s.sendTerm();
+            int code = s.awaitExit(Duration.ofSeconds(25));
+            Duration took = Duration.ofNanos(System.nanoTime() - start);
+            assertEquals(0, code, "exit code after a drain that timed out\n" + s.describe());
+            assertTrue(took.compareTo(Duration.ofSeconds(15)) < 0, "exited " + took + " after SIGTERM with a 2 s drain"
+                    + " timeout\n" + s.describe());
+        }
+    }
 }

@@ -19,6 +19,7 @@ import java.nio.channels.ClosedChannelException;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -55,23 +56,49 @@ public final class ExportServer implements AutoCloseable {
         this.budget = new InFlightBudget(settings.maxInFlightBytes());
     }
 
-    /** Listens on a Unix socket; returns the URI clients connect with. */
+    /**
+     * Listens on a Unix socket; returns the URI clients connect with. A socket file left by a
+     * server that died is replaced; a live socket, or a path that is not a socket, is refused.
+     */
     public String bindUnix(Path path) throws IOException {
-        if (Files.exists(path)) {
+        if (Files.exists(path, LinkOption.NOFOLLOW_LINKS)) {
+            int mode = (Integer) Files.getAttribute(path, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+            if ((mode & 0170000) != 0140000) {
+                throw new IOException(path + " exists and is not a socket");
+            }
             try (SocketChannel probe = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
                 throw new IOException("socket " + path + " is in use by another server");
-            } catch (IOException e) {
-                if (e.getMessage() != null && e.getMessage().contains("in use by another server")) {
-                    throw e;
-                }
-                Files.delete(path); // a stale socket left by a server that died
+            } catch (java.net.ConnectException e) {
+                Files.delete(path); // connection refused: a stale socket left by a server that died
             }
         }
         ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-        ch.bind(UnixDomainSocketAddress.of(path));
+        try {
+            ch.bind(UnixDomainSocketAddress.of(path));
+        } catch (IOException e) {
+            ch.close();
+            throw new IOException("cannot bind " + path + ": " + e.getMessage(), e);
+        }
         socketFiles.add(path);
         startAccepting(ch, "unix:" + path);
-        return "nbd+unix:///?socket=" + path;
+        return unixUri(path);
+    }
+
+    /** {@code nbd+unix:///?socket=PATH} with PATH percent-encoded as RFC 3986 wants in a query. */
+    static String unixUri(Path path) {
+        StringBuilder b = new StringBuilder("nbd+unix:///?socket=");
+        for (byte c : path.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8)) {
+            int u = c & 0xff;
+            boolean plain = (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9')
+                    || "-._~/".indexOf(u) >= 0;
+            if (plain) {
+                b.append((char) u);
+            } else {
+                b.append('%').append(Character.toUpperCase(Character.forDigit(u >> 4, 16)))
+                        .append(Character.toUpperCase(Character.forDigit(u & 15, 16)));
+            }
+        }
+        return b.toString();
     }
 
     /** Listens on TCP; port 0 picks a free one. Returns the URI clients connect with. */

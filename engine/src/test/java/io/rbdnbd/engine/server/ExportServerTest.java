@@ -196,4 +196,35 @@ class ExportServerTest {
         assertTrue(stale.toFile().exists());
         assertEquals("nbd+unix:///?socket=" + stale, server.bindUnix(stale));
     }
+
+    @Test
+    void aPathThatIsNotASocketIsNeverReplaced() throws Exception {
+        server = new ExportServer(system, settings, new Export("", new MemoryBackend(1 << 20), false));
+        Path precious = dir.resolve("precious");
+        java.nio.file.Files.writeString(precious, "data");
+        IOException e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class, () -> server.bindUnix(precious));
+        assertTrue(e.getMessage().contains("not a socket"), e.getMessage());
+        assertEquals("data", java.nio.file.Files.readString(precious));
+    }
+
+    @Test
+    void unixUrisArePercentEncoded() {
+        assertEquals("nbd+unix:///?socket=/tmp/a%20dir%20%26%20100%25/s%231.sock",
+                ExportServer.unixUri(Path.of("/tmp/a dir & 100%/s#1.sock")));
+        assertEquals("nbd+unix:///?socket=/run/rbd-nbd/x_y-z.~sock", ExportServer.unixUri(Path.of("/run/rbd-nbd/x_y-z.~sock")));
+    }
+
+    @Test
+    void largeRepliesGoOutInBoundedWrites() throws Exception {
+        server = new ExportServer(system, settings, new Export("", new MemoryBackend(64L << 20), false));
+        Path sock = dir.resolve("s");
+        server.bindUnix(sock);
+        try (SocketChannel ch = connect(sock)) {
+            for (int i = 0; i < 12; i++) { // 12 x 32 MiB: more than the 256 MiB direct memory limit if unsliced
+                send(ch, Frames.read(i, 0, 32 << 20));
+                Frames.Reply r = reply(ch, 32 << 20);
+                assertEquals(0, r.error());
+            }
+        }
+    }
 }
