@@ -9,8 +9,10 @@ what=${1:-build}
 
 build_pkgs=(openjdk-17-jdk-headless maven)
 # NBD clients and peers: nbdinfo/nbdcopy/nbdsh, qemu-img/qemu-io/qemu-nbd (+ rbd block driver),
-# nbdkit, fio, and the tools the tests use to inspect sparse files.
-test_pkgs=(libnbd-bin qemu-utils qemu-block-extra nbdkit fio procps util-linux e2fsprogs python3)
+# nbdkit, fio, the tools the tests use to inspect sparse files, and User-Mode Linux (a kernel
+# with the nbd driver, run as a process) with modprobe for the kernel-device tests.
+test_pkgs=(libnbd-bin qemu-utils qemu-block-extra nbdkit fio procps util-linux e2fsprogs python3
+  user-mode-linux kmod iproute2 bc)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;

@@ -43,8 +43,11 @@ public final class KernelAttach {
      * @param ioTimeoutSeconds  how long the kernel waits for a reply before failing the I/O (0: forever)
      * @param netlink           attach through the nbd generic-netlink family (else the ioctls)
      * @param cookie            the backend identifier given to the kernel (netlink), checked on re-attach
+     * @param reattachTimeoutSeconds netlink: how long the kernel holds I/O for a new daemon after ours dies
+     * @param reattach          take over {@code device}, whose daemon died, instead of connecting a free one
      */
-    public record Params(String device, boolean readOnly, int ioTimeoutSeconds, boolean netlink, String cookie) {
+    public record Params(String device, boolean readOnly, int ioTimeoutSeconds, boolean netlink, String cookie,
+                         int reattachTimeoutSeconds, boolean reattach) {
     }
 
     /** Sockets per device on the netlink path. */
@@ -101,7 +104,17 @@ public final class KernelAttach {
                     return Behaviors.stopped();
                 }
                 OptionalInt owner = NbdDevice.servingPid(NbdDevice.index(requested));
-                if (owner.isPresent()) {
+                if (params.reattach()) {
+                    if (owner.isEmpty()) {
+                        reportTo.tell(new AttachFailed(requested + " is not connected: nothing to attach to (use map)"));
+                        return Behaviors.stopped();
+                    }
+                    if (ProcessHandle.of(owner.getAsInt()).map(ProcessHandle::isAlive).orElse(false)
+                            && owner.getAsInt() != ProcessHandle.current().pid()) {
+                        reportTo.tell(new AttachFailed(requested + " is still served by pid " + owner.getAsInt()));
+                        return Behaviors.stopped();
+                    }
+                } else if (owner.isPresent()) {
                     reportTo.tell(new AttachFailed(requested + " is busy (served by pid " + owner.getAsInt() + ")"));
                     return Behaviors.stopped();
                 }
@@ -111,9 +124,13 @@ public final class KernelAttach {
             }
             Attachment attachment;
             try {
-                attachment = params.netlink() && NbdNetlink.available()
-                        ? Attachment.netlink(params, backend, readOnly, ctx)
-                        : Attachment.ioctl(params, backend, readOnly);
+                if (params.reattach()) {
+                    attachment = Attachment.reattach(params);
+                } else {
+                    attachment = params.netlink() && NbdNetlink.available()
+                            ? Attachment.netlink(params, backend, readOnly, ctx)
+                            : Attachment.ioctl(params, backend, readOnly);
+                }
             } catch (NativeException e) {
                 reportTo.tell(new AttachFailed(e.errno() == Errno.EBUSY
                         ? (requested != null ? requested : "the device") + " is busy (another process attached it first)"
@@ -231,7 +248,7 @@ public final class KernelAttach {
                 }
                 int index = nl.connect(params.device() == null ? -1 : NbdDevice.index(params.device()),
                         pairs.stream().map(p -> p[0]).toList(), backend.size(), 512, params.ioTimeoutSeconds(),
-                        kernelFlags(readOnly) | Nbd.FLAG_CAN_MULTI_CONN, 0, params.cookie());
+                        kernelFlags(readOnly) | Nbd.FLAG_CAN_MULTI_CONN, params.reattachTimeoutSeconds(), params.cookie());
                 List<FdConnection> ours = pairs.stream().map(p -> new FdConnection(p[1])).toList();
                 ctx.getLog().debug("netlink CONNECT gave /dev/nbd{}", index);
                 return new Attachment("/dev/nbd" + index, index, ours, null, params.cookie());
@@ -260,6 +277,29 @@ public final class KernelAttach {
                 device.rereadPartitions();
             } catch (NativeException e) {
                 // EINVAL without a partition table: nothing to re-read
+            }
+        }
+
+        /** New sockets for a netlink device whose daemon died; the kernel replays what it held. */
+        static Attachment reattach(Params params) throws NativeException {
+            int index = NbdDevice.index(params.device());
+            List<int[]> pairs = new ArrayList<>();
+            try (NbdNetlink nl = NbdNetlink.open()) {
+                for (int i = 0; i < NETLINK_SOCKETS; i++) {
+                    pairs.add(LibC.socketPair());
+                }
+                nl.reconnect(index, pairs.stream().map(p -> p[0]).toList(), params.cookie());
+                return new Attachment(params.device(), index, pairs.stream().map(p -> new FdConnection(p[1])).toList(),
+                        null, params.cookie());
+            } catch (NativeException e) {
+                for (int[] p : pairs) {
+                    closeFd(p[1]);
+                }
+                throw e;
+            } finally {
+                for (int[] p : pairs) {
+                    closeFd(p[0]);
+                }
             }
         }
 

@@ -36,6 +36,8 @@ final class DeviceCommands {
     private static final Logger log = LoggerFactory.getLogger(DeviceCommands.class);
     /** The hidden command the background process runs. */
     static final String DAEMON_COMMAND = "device-daemon";
+    /** The same, taking over a device whose daemon died ({@code attach}). */
+    static final String REATTACH_DAEMON_COMMAND = "device-daemon-attach";
     /** How long {@code map} waits for the daemon to report the device ready. */
     private static final long MAP_TIMEOUT_SECONDS = 60;
 
@@ -43,7 +45,7 @@ final class DeviceCommands {
     }
 
     /** Runs in the background process: maps, prints the device, serves until unmap or SIGTERM. */
-    static int daemon(MapOptions o, Config config, PrintStream out) throws CommandFailedException {
+    static int daemon(MapOptions o, boolean reattach, Config config, PrintStream out) throws CommandFailedException {
         try {
             // Memory reclaim may write through our own device: never throttle this process for it.
             LibC.prctlSet(LibC.PR_SET_IO_FLUSHER, 1, "prctl(PR_SET_IO_FLUSHER)");
@@ -52,12 +54,20 @@ final class DeviceCommands {
                     e.getMessage());
         }
         EngineSettings settings = EngineSettings.from(config);
+        String cookie = o.cookie();
+        if (cookie == null && reattach) {
+            cookie = NbdDevice.backendId(NbdDevice.index(o.device())).orElseThrow(() -> new CommandFailedException(
+                    o.device() + " has no backend cookie to re-attach with (not netlink-attached?); give --cookie", null));
+        }
+        if (cookie == null) {
+            cookie = java.util.UUID.randomUUID().toString();
+        }
         CompletableFuture<DeviceSupervisor.Report> mapped = new CompletableFuture<>();
         CompletableFuture<DeviceSupervisor.Report> ended = new CompletableFuture<>();
         ActorSystem<DeviceSupervisor.Command> system = ActorSystem.create(DeviceSupervisor.create(
                 new DeviceSupervisor.Params(o.image(), o.createSize(),
                         new KernelAttach.Params(o.device(), o.readOnly(), o.ioTimeoutSeconds(),
-                                config.getBoolean("rbdnbd.kernel.netlink"), java.util.UUID.randomUUID().toString()),
+                                config.getBoolean("rbdnbd.kernel.netlink"), cookie, o.reattachTimeoutSeconds(), reattach),
                         config.getDuration("rbdnbd.kernel.size-poll-interval")),
                 settings, r -> {
                     if (r instanceof DeviceSupervisor.Mapped) {
@@ -79,7 +89,8 @@ final class DeviceCommands {
             system.getWhenTerminated().toCompletableFuture().join();
             throw new CommandFailedException(f.reason(), null);
         }
-        out.println(((DeviceSupervisor.Mapped) first).device());
+        String device = ((DeviceSupervisor.Mapped) first).device();
+        out.println(o.showCookie() ? device + " " + NbdDevice.backendId(NbdDevice.index(device)).orElse(cookie) : device);
         out.flush();
         out.close(); // map relays this line and returns; nothing else may hold its pipe open
         DeviceSupervisor.Report end = ended.join();
@@ -92,7 +103,7 @@ final class DeviceCommands {
     }
 
     /** Starts the device daemon in its own session and relays the device it reports. */
-    static int map(MapOptions o, PrintStream out) throws CommandFailedException {
+    static int map(MapOptions o, boolean reattach, PrintStream out) throws CommandFailedException {
         Path logDir = Path.of(System.getenv().getOrDefault("RBDNBD_LOG_DIR", "/var/log/rbd-nbd"));
         Path logFile;
         try {
@@ -103,7 +114,8 @@ final class DeviceCommands {
         }
         List<String> cmd = new ArrayList<>(List.of("setsid", javaCommand()));
         cmd.addAll(ProcessHandle.current().info().arguments().map(DeviceCommands::jvmOptions).orElse(List.of()));
-        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), DAEMON_COMMAND));
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(),
+                reattach ? REATTACH_DAEMON_COMMAND : DAEMON_COMMAND));
         cmd.addAll(o.toArgs());
         Process p;
         try {
@@ -127,7 +139,7 @@ final class DeviceCommands {
             throw new CommandFailedException("the device daemon did not report a device within " + MAP_TIMEOUT_SECONDS
                     + " s; its log: " + logFile, e);
         }
-        if (device == null || !device.startsWith("/dev/nbd")) {
+        if (device == null || !device.startsWith("/dev/")) {
             try {
                 p.waitFor(10, TimeUnit.SECONDS);
             } catch (InterruptedException e) {
@@ -188,7 +200,8 @@ final class DeviceCommands {
             }
             String[] a = args.get();
             for (int k = 0; k + 2 < a.length; k++) {
-                if (a[k].equals(Main.class.getName()) && a[k + 1].equals(DAEMON_COMMAND)) {
+                if (a[k].equals(Main.class.getName())
+                        && (a[k + 1].equals(DAEMON_COMMAND) || a[k + 1].equals(REATTACH_DAEMON_COMMAND))) {
                     found.add(new Mapping(pid.getAsInt(), a[k + 2], "/dev/nbd" + i));
                 }
             }
@@ -211,37 +224,51 @@ final class DeviceCommands {
 
     static int listMapped(PrintStream out) {
         List<Mapping> ms = mappings();
-        out.printf("%-8s %-40s %s%n", "id", "image", "device");
+        out.printf("%-8s %-40s %-12s %s%n", "id", "image", "device", "cookie");
         for (Mapping m : ms) {
-            out.printf("%-8d %-40s %s%n", m.pid(), m.image(), m.device());
+            out.printf("%-8d %-40s %-12s %s%n", m.pid(), m.image(), m.device(),
+                    NbdDevice.backendId(NbdDevice.index(m.device())).orElse("-"));
         }
         return 0;
     }
 
-    /** Disconnects a device mapped by us (named by device or by image) and waits for its daemon to exit. */
+    /**
+     * Disconnects a device (named by device, or by the image a live daemon of ours serves) and
+     * waits for its daemon to exit. A device whose daemon died (netlink keeps it for re-attach) is
+     * disconnected too.
+     */
     static int unmap(String target, PrintStream out) throws CommandFailedException {
         List<Mapping> ms = mappings().stream()
                 .filter(m -> m.device().equals(target) || m.image().equals(target)).toList();
-        if (ms.isEmpty()) {
-            throw new CommandFailedException(target + " is not mapped by rbd-nbd", null);
-        }
         if (ms.size() > 1) {
             throw new CommandFailedException(target + " is mapped more than once; unmap by device: "
                     + ms.stream().map(Mapping::device).toList(), null);
         }
-        Mapping m = ms.get(0);
+        String device;
+        Optional<ProcessHandle> daemon = Optional.empty();
+        if (ms.size() == 1) {
+            device = ms.get(0).device();
+            daemon = ProcessHandle.of(ms.get(0).pid());
+        } else if (target.matches("/dev/nbd\\d+") && NbdDevice.servingPid(NbdDevice.index(target)).isPresent()) {
+            int pid = NbdDevice.servingPid(NbdDevice.index(target)).getAsInt();
+            if (ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
+                throw new CommandFailedException(target + " is served by pid " + pid + ", which is not rbd-nbd", null);
+            }
+            device = target; // its daemon died: the kernel still holds it for a re-attach
+        } else {
+            throw new CommandFailedException(target + " is not mapped", null);
+        }
         try {
-            disconnect(m.device());
+            disconnect(device);
         } catch (NativeException e) {
             throw new CommandFailedException(e.getMessage(), e);
         }
-        Optional<ProcessHandle> h = ProcessHandle.of(m.pid());
-        if (h.isPresent()) {
+        if (daemon.isPresent()) {
             try {
-                h.get().onExit().get(MAP_TIMEOUT_SECONDS, TimeUnit.SECONDS);
+                daemon.get().onExit().get(MAP_TIMEOUT_SECONDS, TimeUnit.SECONDS);
             } catch (Exception e) {
-                throw new CommandFailedException("device " + m.device() + " disconnected, but its daemon (pid " + m.pid()
-                        + ") did not exit within " + MAP_TIMEOUT_SECONDS + " s", e);
+                throw new CommandFailedException("device " + device + " disconnected, but its daemon (pid "
+                        + daemon.get().pid() + ") did not exit within " + MAP_TIMEOUT_SECONDS + " s", e);
             }
         }
         return 0;

@@ -31,8 +31,12 @@ public final class Main {
         try {
             return switch (command) {
                 case "serve" -> ServeCommand.parse(rest).run(loadConfig(), out);
-                case "map" -> DeviceCommands.map(MapOptions.parse(command, rest), out);
-                case DeviceCommands.DAEMON_COMMAND -> DeviceCommands.daemon(MapOptions.parse(command, rest), loadConfig(), out);
+                case "map" -> DeviceCommands.map(MapOptions.parse(command, rest), false, out);
+                case "attach" -> DeviceCommands.map(MapOptions.parse(command, rest), true, out);
+                case DeviceCommands.DAEMON_COMMAND ->
+                        DeviceCommands.daemon(MapOptions.parse(command, rest), false, loadConfig(), out);
+                case DeviceCommands.REATTACH_DAEMON_COMMAND ->
+                        DeviceCommands.daemon(MapOptions.parse(command, rest), true, loadConfig(), out);
                 case "unmap" -> {
                     if (rest.length != 1) {
                         throw new UsageException("unmap: give one device (/dev/nbdN) or image");
@@ -76,6 +80,10 @@ public final class Main {
                   map IMAGE [--device /dev/nbdN] [--read-only] [--io-timeout S] [--size SIZE]
                       Attach IMAGE to a kernel NBD device (the first free one unless --device) and print
                       the device once it is usable; a background process serves it until unmap.
+                      [--reattach-timeout S] [--show-cookie] [--cookie C]
+                      Netlink devices outlive a killed daemon for the re-attach timeout (default 30 s).
+                  attach --device /dev/nbdN [--cookie C] IMAGE
+                      Serve a netlink device whose daemon died; the kernel replays the I/O it held.
                   unmap /dev/nbdN|IMAGE
                       Disconnect the device, let in-flight requests finish, and wait for its process to exit.
                   list-mapped

@@ -7,10 +7,12 @@ import java.util.List;
 
 /** Options of {@code map} (and of the device daemon it starts, which takes the same). */
 record MapOptions(String spec, ImageSpec image, String device, boolean readOnly, int ioTimeoutSeconds,
-                  long createSize) {
+                  long createSize, int reattachTimeoutSeconds, String cookie, boolean showCookie) {
 
     /** Kernel default I/O timeout, as Ceph's rbd-nbd leaves it. */
     static final int DEFAULT_IO_TIMEOUT = 30;
+    /** How long a netlink device waits for a new daemon after its daemon died (Ceph's default). */
+    static final int DEFAULT_REATTACH_TIMEOUT = 30;
 
     static MapOptions parse(String command, String[] args) throws UsageException {
         String spec = null;
@@ -18,12 +20,21 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         boolean readOnly = false;
         int timeout = DEFAULT_IO_TIMEOUT;
         long size = -1;
+        int reattach = DEFAULT_REATTACH_TIMEOUT;
+        String cookie = null;
+        boolean showCookie = false;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
                 case "--device" -> device = value(command, args, ++i, a);
                 case "--read-only" -> readOnly = true;
                 case "--io-timeout", "--timeout" -> timeout = seconds(command, value(command, args, ++i, a), a);
+                case "--reattach-timeout" -> reattach = seconds(command, value(command, args, ++i, a), a);
+                case "--cookie" -> cookie = value(command, args, ++i, a);
+                case "--show-cookie" -> showCookie = true;
+                case "--try-netlink" -> {
+                    // netlink is the default already; accepted for Ceph's scripts
+                }
                 case "--size" -> {
                     try {
                         size = ImageSpec.parseSize(value(command, args, ++i, a));
@@ -54,7 +65,10 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         } catch (IllegalArgumentException e) {
             throw new UsageException(command + ": " + e.getMessage());
         }
-        return new MapOptions(spec, image, device, readOnly, timeout, size);
+        if (command.equals("attach") && device == null) {
+            throw new UsageException("attach: --device /dev/nbdN is required");
+        }
+        return new MapOptions(spec, image, device, readOnly, timeout, size, reattach, cookie, showCookie);
     }
 
     private static String value(String command, String[] args, int i, String option) throws UsageException {
@@ -88,6 +102,13 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         a.addAll(List.of("--io-timeout", Integer.toString(ioTimeoutSeconds)));
         if (createSize >= 0) {
             a.addAll(List.of("--size", Long.toString(createSize)));
+        }
+        a.addAll(List.of("--reattach-timeout", Integer.toString(reattachTimeoutSeconds)));
+        if (cookie != null) {
+            a.addAll(List.of("--cookie", cookie));
+        }
+        if (showCookie) {
+            a.add("--show-cookie");
         }
         return a;
     }

@@ -121,6 +121,16 @@ public final class NbdDevice implements AutoCloseable {
         }
     }
 
+    /** The backend identifier (cookie) a netlink-attached device was connected with, if any. */
+    public static java.util.Optional<String> backendId(int index) {
+        try {
+            String id = Files.readString(Path.of("/sys/block/nbd" + index + "/backend")).trim();
+            return id.isEmpty() ? java.util.Optional.empty() : java.util.Optional.of(id);
+        } catch (IOException e) {
+            return java.util.Optional.empty();
+        }
+    }
+
     /** Device size in bytes as the kernel sees it (sysfs counts 512-byte sectors). */
     public static long kernelSize(int index) throws IOException {
         return Long.parseLong(Files.readString(Path.of("/sys/block/nbd" + index + "/size")).trim()) * 512;

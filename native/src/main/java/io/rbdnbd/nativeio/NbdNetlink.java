@@ -110,6 +110,22 @@ public final class NbdNetlink implements AutoCloseable {
         transact(message(family, CMD_DISCONNECT).u32(ATTR_INDEX, index), "netlink NBD_CMD_DISCONNECT /dev/nbd" + index);
     }
 
+    /**
+     * Re-attach: RECONFIGURE hands new sockets to a device whose server died (its sockets are
+     * dead, waiting out the dead-connection timeout). The kernel checks the cookie.
+     */
+    public void reconnect(int index, List<Integer> sockets, String backendId) throws NativeException {
+        Message m = message(family, CMD_RECONFIGURE).u32(ATTR_INDEX, index).string(ATTR_BACKEND_IDENTIFIER, backendId);
+        int socketsStart = m.begin(ATTR_SOCKETS);
+        for (int s : sockets) {
+            int item = m.begin(SOCK_ITEM);
+            m.u32(SOCK_FD, s);
+            m.end(item);
+        }
+        m.end(socketsStart);
+        transact(m, "netlink NBD_CMD_RECONFIGURE (re-attach) /dev/nbd" + index);
+    }
+
     /** RECONFIGURE the size; a 6.1 kernel refuses it without the backend identifier it was connected with. */
     public void resize(int index, long size, String backendId) throws NativeException {
         transact(message(family, CMD_RECONFIGURE).u32(ATTR_INDEX, index).u64(ATTR_SIZE_BYTES, size)
