@@ -16,11 +16,12 @@ public final class FdConnection implements BlockingConnection {
 
     private final int fd;
     private final ByteBuffer readBuf = ByteBuffer.allocateDirect(BUFFER);
-    private final ByteBuffer writeBuf = ByteBuffer.allocateDirect(BUFFER);
+    private final WriteGatherer writer;
     private volatile boolean closed;
 
     public FdConnection(int fd) {
         this.fd = fd;
+        this.writer = new WriteGatherer(BUFFER, direct -> LibC.writeFully(fd, direct));
     }
 
     public int fd() {
@@ -43,17 +44,7 @@ public final class FdConnection implements BlockingConnection {
 
     @Override
     public void write(ByteBuffer[] bufs) throws IOException {
-        for (ByteBuffer b : bufs) {
-            ByteBuffer src = b.duplicate();
-            while (src.hasRemaining()) {
-                writeBuf.clear();
-                int n = Math.min(writeBuf.remaining(), src.remaining());
-                ByteBuffer piece = src.slice().limit(n);
-                writeBuf.put(piece).flip();
-                src.position(src.position() + n);
-                LibC.writeFully(fd, writeBuf);
-            }
-        }
+        writer.write(bufs);
     }
 
     @Override

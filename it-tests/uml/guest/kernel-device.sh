@@ -1,0 +1,130 @@
+#!/bin/bash
+# Runs inside the UML guest (it-tests KernelDeviceIT): rbdnbd's own kernel attach on a real nbd
+# driver. Usage: kernel-device.sh SCENARIO; prints "PASS SCENARIO" and exits 0, or says what
+# failed and exits 1. Images live in the guest's /run (tmpfs: fast, and du shows punched holes).
+set -uo pipefail
+[ "${UML_GUEST:-}" = 1 ] || { echo "refusing to run outside the UML guest (this would map devices on the host)" >&2; exit 2; }
+: "${RBDNBD_HOME:?RBDNBD_HOME must name the project root}"
+rbd_nbd="$RBDNBD_HOME/bin/rbd-nbd"
+export RBDNBD_LOG_DIR=/run/rbd-nbd-log
+# small, quick-starting JVMs: every newly touched MiB costs the guest ~30-40 ms
+export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
+scenario=${1:?scenario}
+
+fail() { echo "FAIL $scenario: $*"; echo "--- daemon logs:"; cat "$RBDNBD_LOG_DIR"/* 2>/dev/null | tail -40; exit 1; }
+sysfs() { cat "/sys/block/${1#/dev/}/$2" 2>/dev/null; }
+map() { "$rbd_nbd" map "$@" || fail "map $*"; }
+allocated_kib() { du -k "$1" | cut -f1; }
+
+case $scenario in
+filesystem)
+  # map, mkfs.ext4, mount, write and verify 64 MiB, drop caches and verify again, unmap, check the file
+  img=/run/fs.img
+  dev=$(map "file:$img" --size 512M)
+  [ "$(sysfs "$dev" size)" = 1048576 ] || fail "sysfs size $(sysfs "$dev" size), expected 1048576 sectors"
+  "$rbd_nbd" list-mapped | grep -q "file:$img .*$dev" || fail "list-mapped does not show $dev"
+  mkfs.ext4 -q -F "$dev" || fail mkfs
+  mkdir -p /run/mnt && mount "$dev" /run/mnt || fail mount
+  dd if=/dev/urandom of=/run/data.bin bs=1M count=64 status=none
+  cp /run/data.bin /run/mnt/data.bin && sync || fail "write 64 MiB"
+  cmp /run/data.bin /run/mnt/data.bin || fail "verify after write"
+  umount /run/mnt && echo 3 > /proc/sys/vm/drop_caches
+  mount "$dev" /run/mnt && cmp /run/data.bin /run/mnt/data.bin || fail "verify after dropping caches"
+  umount /run/mnt
+  dev_md5=$(md5sum < "$dev")
+  "$rbd_nbd" unmap "$dev" || fail unmap
+  [ -z "$(sysfs "$dev" pid)" ] || fail "$dev still connected after unmap"
+  [ "$(md5sum < "$img")" = "$dev_md5" ] || fail "backing file differs from what the device held"
+  e2fsck -fn "$img" >/run/fsck.txt 2>&1 || { cat /run/fsck.txt; fail "the backing file's filesystem is not clean"; }
+  debugfs -R "cat /data.bin" "$img" 2>/dev/null | cmp - /run/data.bin || fail "data.bin read from the backing file differs"
+  ;;
+direct-io)
+  # dd oflag=direct patterns, fio libaio crc32c at iodepth 256, blkdiscard holes
+  img=/run/dio.img
+  dev=$(map "file:$img" --size 256M)
+  for bs in 512 4096 65536 1048576; do
+    head -c $((bs * 8)) /dev/urandom > /run/pat
+    dd if=/run/pat of="$dev" bs=$bs seek=3 oflag=direct status=none || fail "dd write bs=$bs"
+    dd if="$dev" of=/run/back bs=$bs skip=3 count=8 iflag=direct status=none || fail "dd read bs=$bs"
+    cmp /run/pat /run/back || fail "pattern at bs=$bs"
+  done
+  fio --name=verify --filename="$dev" --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=256 \
+      --size=128M --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --output=/run/fio.txt \
+      || { cat /run/fio.txt; fail "fio libaio verify"; }
+  grep -q "err= 0" /run/fio.txt || { cat /run/fio.txt; fail "fio reported errors"; }
+  dd if=/dev/urandom of="$dev" bs=1M count=64 oflag=direct status=none
+  before=$(allocated_kib "$img")
+  blkdiscard -o 0 -l $((64 << 20)) "$dev" || fail blkdiscard
+  after=$(allocated_kib "$img")
+  echo "allocated before discard ${before} KiB, after ${after} KiB"
+  [ $((before - after)) -ge $((60 * 1024)) ] || fail "discard freed only $((before - after)) KiB of 64 MiB"
+  [ "$(dd if="$dev" bs=1M count=64 iflag=direct status=none | tr -d '\0' | wc -c)" = 0 ] || fail "discarded range not zero"
+  "$rbd_nbd" unmap "$dev" || fail unmap
+  ;;
+lifecycle)
+  # resize reaches the kernel; read-only refuses writes; two devices; a busy device and bad
+  # devices are refused with one line; unmap by image
+  a=$(map file:/run/a.img --size 64M)
+  truncate -s 32M /run/b.img
+  b=$(map file:/run/b.img --read-only)
+  [ "$a" != "$b" ] || fail "two maps got the same device"
+  [ "$(sysfs "$b" ro)" = 1 ] || fail "read-only device not ro in sysfs"
+  if dd if=/dev/zero of="$b" bs=4k count=1 oflag=direct status=none 2>/dev/null; then fail "write to a read-only map succeeded"; fi
+  dd if="$b" of=/dev/null bs=4k count=16 iflag=direct status=none || fail "read from the read-only map"
+  truncate -s 128M /run/a.img
+  for _ in $(seq 50); do [ "$(sysfs "$a" size)" = 262144 ] && break; sleep 0.1; done
+  [ "$(sysfs "$a" size)" = 262144 ] || fail "size after growing the image: $(sysfs "$a" size) sectors"
+  dd if=/dev/urandom of="$a" bs=1M seek=100 count=1 oflag=direct status=none || fail "write into the grown part"
+  out=$("$rbd_nbd" map file:/run/a.img --device "$b" 2>&1) && fail "mapping a busy device succeeded"
+  echo "busy: $out"; [[ $out == *busy* ]] || fail "busy device message: $out"
+  out=$("$rbd_nbd" map file:/run/a.img --device /dev/null 2>&1) && fail "mapping /dev/null succeeded"
+  echo "not nbd: $out"; [[ $out == *"/dev/nbdN"* ]] || fail "non-nbd device message: $out"
+  out=$("$rbd_nbd" map file:/run/missing.img 2>&1) && fail "mapping a missing image succeeded"
+  echo "missing: $out"; [[ $out == *missing.img*ENOENT* ]] || fail "missing image message: $out"
+  [ "$(ls /sys/block/ | grep -c nbd)" -gt 0 ] && [ -z "$(ls /run/rbd-nbd-log 2>/dev/null | head -0)" ]
+  connected=$(for d in /sys/block/nbd*; do [ -e "$d/pid" ] && echo "$d"; done | wc -l)
+  [ "$connected" = 2 ] || fail "$connected devices connected after the refused maps, expected 2"
+  "$rbd_nbd" unmap file:/run/a.img || fail "unmap by image"
+  "$rbd_nbd" unmap "$b" || fail "unmap by device"
+  [ "$("$rbd_nbd" list-mapped | wc -l)" = 1 ] || fail "list-mapped not empty after unmap"
+  ;;
+kill)
+  # kill -9 of the daemon mid-write: the writer gets EIO within the io-timeout (ioctl and netlink
+  # without re-attach), and a netlink device with a re-attach timeout carries a mounted
+  # filesystem across a new daemon's attach
+  for mode in off on; do
+    truncate -s 64M /run/k.img
+    dev=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=$mode" map file:/run/k.img --io-timeout 5 --reattach-timeout 0)
+    (dd if=/dev/zero of="$dev" bs=4k count=1000000 oflag=direct 2>/run/dd.err; echo "rc=$?" >> /run/dd.err) &
+    writer=$!
+    sleep 2
+    kill -9 "$(sysfs "$dev" pid)"; t0=$(date +%s%N)
+    wait $writer; t1=$(date +%s%N)
+    ms=$(( (t1 - t0) / 1000000 ))
+    echo "netlink=$mode: writer ended ${ms} ms after kill -9: $(tr '\n' ' ' < /run/dd.err)"
+    grep -q "rc=1" /run/dd.err || fail "writer did not fail"
+    grep -qi "error" /run/dd.err || fail "writer saw no I/O error"
+    [ $ms -le 15000 ] || fail "writer hung ${ms} ms, io-timeout is 5 s"
+    [ -z "$(sysfs "$dev" pid)" ] || "$rbd_nbd" unmap "$dev" || fail "unmap of the orphaned device"
+  done
+  truncate -s 128M /run/r.img
+  out=$(map file:/run/r.img --show-cookie --reattach-timeout 120 --io-timeout 0)
+  dev=${out%% *}; cookie=${out#* }
+  [ -n "$cookie" ] && [ "$cookie" != "$dev" ] || fail "no cookie in '$out'"
+  mkfs.ext4 -q -F "$dev" && mkdir -p /run/mnt && mount "$dev" /run/mnt || fail "mkfs/mount"
+  dd if=/dev/urandom of=/run/data.bin bs=1M count=16 status=none
+  kill -9 "$(sysfs "$dev" pid)"; sleep 1
+  (cp /run/data.bin /run/mnt/data.bin && sync && echo done > /run/writer.txt) &
+  writer=$!
+  sleep 2
+  [ ! -e /run/writer.txt ] || fail "the writer finished while no daemon served the device"
+  "$rbd_nbd" attach --device "$dev" --cookie "$cookie" file:/run/r.img || fail attach
+  wait $writer || fail "the writer failed across the re-attach"
+  umount /run/mnt && echo 3 > /proc/sys/vm/drop_caches
+  mount "$dev" /run/mnt && cmp /run/data.bin /run/mnt/data.bin || fail "data after re-attach"
+  umount /run/mnt
+  "$rbd_nbd" unmap "$dev" || fail unmap
+  ;;
+*) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
+echo "PASS $scenario"
