@@ -22,7 +22,7 @@
 # Environment:
 #   RUNTIME=10       measured seconds per run       RAMP=2       ramp seconds per run (not measured)
 #   ROUNDS=2         rounds per job                 SIZE=1G      image size (all three servers)
-#   JOBS="randread randwrite seqread seqwrite"      SERVERS="ours nbdkit qemu"
+#   JOBS="randread randwrite seqread seqwrite"      SERVERS="ours nbdkit qemu"  (empty: none)
 #   RSS_IMAGES="file memory"  the 16-connection run on ours, once per image kind ("" to skip):
 #                    file   = file:/dev/shm/... (tmpfs; image data is page cache, not in the RSS:
 #                             this is the engine's own memory)
@@ -41,8 +41,8 @@ RUNTIME=${RUNTIME:-10}
 RAMP=${RAMP:-2}
 ROUNDS=${ROUNDS:-2}
 SIZE=${SIZE:-1G}
-JOBS=${JOBS:-randread randwrite seqread seqwrite}
-SERVERS=${SERVERS:-ours nbdkit qemu}
+JOBS=${JOBS-randread randwrite seqread seqwrite}
+SERVERS=${SERVERS-ours nbdkit qemu}
 RSS_IMAGES=${RSS_IMAGES-file memory}
 SHM=${SHM:-/dev/shm}
 
@@ -86,11 +86,13 @@ CLK_TCK=$(getconf CLK_TCK)
 # ---------------------------------------------------------------- bookkeeping and cleanup
 work=$(mktemp -d "$SHM/rbdnbd-bench.XXXXXX")
 pids=()       # every server we started
+fio_pid=      # the fio run in progress, if any
 declare -A server_pid server_uri
 
 cleanup() {
   local rc=$? pid i
   trap - EXIT INT TERM
+  if [ -n "$fio_pid" ]; then kill -TERM "$fio_pid" 2>/dev/null || true; wait "$fio_pid" 2>/dev/null || true; fi
   for pid in "${pids[@]}"; do
     kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
   done
@@ -102,6 +104,13 @@ cleanup() {
     fi
     wait "$pid" 2>/dev/null || true
   done
+  if [ "$rc" -ne 0 ] && [ -n "${stamp:-}" ]; then # keep the servers' logs and fio's output
+    local keep="$here/results/export-fio-$stamp-failed"
+    mkdir -p "$keep"
+    find "$work" -maxdepth 1 -type f \( -name '*.log' -o -name '*.out' -o -name '*.json' -o -name '*.txt' \
+      -o -name '*.tsv' \) -exec cp {} "$keep/" \;
+    echo "export-fio: failed; server logs and fio output kept in $keep" >&2
+  fi
   rm -rf "$work"
   exit "$rc"
 }
@@ -156,8 +165,8 @@ start_server() { # name -> sets server_pid[name], server_uri[name]
 }
 
 # utime + stime of the whole process (all threads), in clock ticks.
-cpu_ticks() { # pid
-  awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
+cpu_ticks() { # pid (0 once the process is gone)
+  awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 # fio's JSON (the nbd engine prints a line before it) -> "iops bw_bytes p99_ns io_bytes".
@@ -191,7 +200,30 @@ job_spec() {
 }
 
 raw="$work/raw.tsv"   # job server round iops bw_bytes p99_ns io_bytes cpu_ticks
+fails="$work/fails.tsv"  # job server round why
 : >"$raw"
+: >"$fails"
+
+# A run whose fio failed: recorded (the table says so), the server's log kept, and a server that
+# died restarted and prefilled again, so the other runs still happen. The script exits 1 at the end.
+run_failed() { # job server round spid
+  local job=$1 server=$2 round=$3 spid=$4 why status=0
+  tail -n 3 "$work/fio.out" | sed 's/^/    fio: /' >&2
+  if kill -0 "$spid" 2>/dev/null; then
+    why="fio failed, server still up: $(grep -m1 -E 'error|Error' "$work/fio.out" | cut -c1-160)"
+  else
+    wait "$spid" 2>/dev/null || status=$?
+    why="server exited (status $status): $(grep -m1 -E 'Error|Exception|FATAL|fatal' "$work/$server.log" 2>/dev/null | cut -c1-200)"
+    cp "$work/$server.log" "$work/$server-died-$job-$round.log" 2>/dev/null || true
+  fi
+  log "  $job round $round $server FAILED: $why"
+  printf '%s\t%s\t%s\t%s\n' "$job" "$server" "$round" "$why" >>"$fails"
+  if ! kill -0 "$spid" 2>/dev/null; then
+    log "  restarting $server"
+    start_server "$server"
+    prefill "$server"
+  fi
+}
 
 run_job() { # job server round
   local job=$1 server=$2 round=$3 rw bs qd dir
@@ -202,10 +234,12 @@ run_job() { # job server round
       --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" \
       --output-format=json --output="$json" >"$work/fio.out" 2>&1 &
   local fpid=$!
+  fio_pid=$fpid
   sleep "$RAMP"
   local c0 c1
   c0=$(cpu_ticks "$spid")
-  if ! wait "$fpid"; then cat "$work/fio.out" >&2; die "fio $job against $server failed"; fi
+  if ! wait "$fpid"; then fio_pid=; run_failed "$job" "$server" "$round" "$spid"; return 0; fi
+  fio_pid=
   c1=$(cpu_ticks "$spid")
   local iops bw p99 io
   read -r iops bw p99 io <<<"$(fio_extract "$json" "$dir")"
@@ -272,10 +306,22 @@ for kind in $RSS_IMAGES; do
       --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" \
       --output-format=json --output="$json" >"$work/fio.out" 2>&1 &
   fpid=$!
+  fio_pid=$fpid
   sleep "$(( (RAMP + RUNTIME) / 2 ))"
   # connections: sockets the server holds now, less those it held idle (the listening one...)
   conns=$(( $(find "/proc/$pid/fd" -lname 'socket:*' 2>/dev/null | wc -l) - idle_socks ))
-  if ! wait "$fpid"; then cat "$work/fio.out" >&2; die "16-connection fio run ($kind) failed"; fi
+  if ! wait "$fpid"; then
+    fio_pid=
+    tail -n 3 "$work/fio.out" | sed 's/^/    fio: /' >&2
+    why=$(grep -m1 -E 'Error|Exception' "$work/rss-$kind.log" 2>/dev/null | cut -c1-200 || true)
+    kill -0 "$pid" 2>/dev/null || why="server exited: $why"
+    printf '%s\t%s\t%s\t%s\n' "16conn" "ours ($label)" 1 "${why:-fio failed}" >>"$fails"
+    log "16-connection run on $image FAILED: ${why:-fio failed}"
+    rss_lines+=("$(printf '%-28s %10s' "$label" FAILED)")
+    stop_server "$pid" "rss-$kind"
+    continue
+  fi
+  fio_pid=
   hwm=$(status_kib "$pid" VmHWM)
   rss_end=$(status_kib "$pid" VmRSS)
   anon_end=$(status_kib "$pid" RssAnon)
@@ -297,7 +343,7 @@ elapsed=$(( $(date +%s) - started ))
   echo "$(fio --version); $(nbdkit --version 2>/dev/null | head -1); $(qemu-nbd --version 2>/dev/null | head -1 | cut -d' ' -f1-2); $(java -version 2>&1 | head -1)"
   echo "RUNTIME=$RUNTIME s RAMP=$RAMP s ROUNDS=$ROUNDS SIZE=$SIZE RBDNBD_JAVA_OPTS='${RBDNBD_JAVA_OPTS:-}'; took ${elapsed} s"
   echo
-  awk -F'\t' -v hz="$CLK_TCK" -v servers="$SERVERS" -v jobs="$JOBS" '
+  [ -n "$JOBS" ] && [ -n "$SERVERS" ] && awk -F'\t' -v hz="$CLK_TCK" -v servers="$SERVERS" -v jobs="$JOBS" -v failfile="$fails" '
     function median(key,    n, i, j, v, a) {
       n = cnt[key]
       for (i = 1; i <= n; i++) a[i] = val[key, i]
@@ -314,28 +360,35 @@ elapsed=$(( $(date +%s) - started ))
       seen[job, s] = 1
     }
     END {
+      while ((getline line < failfile) > 0) { split(line, F, "\t"); failed[F[1], F[2]]++ }
       ns = split(servers, S, " "); nj = split(jobs, J, " ")
       printf "%-22s %-7s %14s %10s %16s\n", "job", "server", "IOPS or MiB/s", "p99 ms", "server CPU-s/GiB"
       printf "%-22s %-7s %14s %10s %16s\n", "---", "------", "-------------", "------", "----------------"
       for (j = 1; j <= nj; j++) {
         job = J[j]
+        if (done_row[job]++) continue
         label = job == "randread" ? "randread 4k QD256" : job == "randwrite" ? "randwrite 4k QD256" : \
                 job == "seqread" ? "seqread 1M QD16" : job == "seqwrite" ? "seqwrite 1M QD16" : job
         unit = (job ~ /^rand/) ? "IOPS" : "MiB/s"
         for (i = 1; i <= ns; i++) {
           s = S[i]
-          if (!((job, s) in seen)) continue
+          note = ((job, s) in failed) ? sprintf("  (%d run(s) FAILED)", failed[job, s]) : ""
+          if (!((job, s) in seen)) {
+            if (note != "") printf "%-22s %-7s %14s%s\n", label, s, "-", note
+            continue
+          }
           t = median(job SUBSEP s SUBSEP "thr")
           med[job, s] = t
-          printf "%-22s %-7s %14s %10.3f %16.2f\n", label, s, sprintf("%.0f %s", t, unit),
-                 median(job SUBSEP s SUBSEP "p99"), median(job SUBSEP s SUBSEP "cpu")
+          printf "%-22s %-7s %14s %10.3f %16.2f%s\n", label, s, sprintf("%.0f %s", t, unit),
+                 median(job SUBSEP s SUBSEP "p99"), median(job SUBSEP s SUBSEP "cpu"), note
         }
       }
       print ""
       print "ours / best peer (throughput, medians); target from the issue: vs nbdkit memory"
       for (j = 1; j <= nj; j++) {
         job = J[j]
-        if (!((job, "ours") in med)) continue
+        if (done_ratio[job]++) continue
+        if (!((job, "ours") in med)) { if ((job, "ours") in failed) printf "  %-10s  ours: every run failed\n", job; continue }
         best = 0; bname = ""
         for (i = 1; i <= ns; i++) {
           s = S[i]
@@ -356,11 +409,20 @@ elapsed=$(( $(date +%s) - started ))
     echo "ours, 16 connections (numjobs=16, 4k randrw, iodepth 32 each), fresh server per image:"
     printf '%-28s %10s %9s %9s %9s %6s %10s\n' "image" "VmHWM MiB" "idle MiB" "end MiB" "anon MiB" "conns" "IOPS r+w"
     printf '%s\n' "${rss_lines[@]}"
-    echo "(VmHWM: peak RSS; idle: after start-up; end: VmRSS after the run, anon: its RssAnon; conns: NBD"
-    echo "connections seen mid-run; fio's nbd engine keeps one more than numjobs open, from its set-up.) Target: < 512 MiB RSS. The file image on tmpfs measures the daemon's"
-    echo "own memory (image data is page cache); a memory: image keeps its data in the heap (up to SIZE)."
+    echo "VmHWM: peak RSS; idle: VmRSS after start-up; end: VmRSS after the run, anon: its RssAnon;"
+    echo "conns: NBD connections seen mid-run (fio's nbd engine keeps one more than numjobs open)."
+    echo "Target: < 512 MiB RSS. The file image on tmpfs measures the daemon's own memory (its data"
+    echo "is page cache); a memory: image keeps its data in the Java heap (up to SIZE)."
+  fi
+  if [ -s "$fails" ]; then
+    echo
+    echo "FAILED runs (left out of the medians; server logs kept in bench/results/export-fio-$stamp-failed/):"
+    sed 's/^/  /' "$fails"
   fi
   echo
   echo "per run: job server round IOPS bw_bytes/s p99_ns io_bytes server_cpu_ticks (CLK_TCK=$CLK_TCK)"
   sed 's/^/  /' "$raw"
 } | tee "$report"
+if [ -s "$fails" ]; then
+  exit 1
+fi

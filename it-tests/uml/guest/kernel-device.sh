@@ -86,6 +86,15 @@ lifecycle)
   [ "$connected" = 2 ] || fail "$connected devices connected after the refused maps, expected 2"
   "$rbd_nbd" unmap file:/run/a.img || fail "unmap by image"
   "$rbd_nbd" unmap "$b" || fail "unmap by device"
+  # SIGTERM to a device's daemon: drain, disconnect, exit (as Ceph's rbd-nbd does in ioctl mode)
+  c=$(map file:/run/a.img)
+  pid=$(sysfs "$c" pid)
+  dd if=/dev/urandom of="$c" bs=64k count=64 oflag=direct status=none || fail "write before SIGTERM"
+  kill -TERM "$pid"
+  for _ in $(seq 100); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+  [ ! -e "/proc/$pid" ] || fail "daemon still running 10 s after SIGTERM"
+  [ -z "$(sysfs "$c" pid)" ] || fail "$c still connected after SIGTERM"
+  grep -q "$c unmapped (image closed)" "$RBDNBD_LOG_DIR"/* || fail "no clean unmap logged after SIGTERM"
   [ "$("$rbd_nbd" list-mapped | wc -l)" = 1 ] || fail "list-mapped not empty after unmap"
   ;;
 kill)
