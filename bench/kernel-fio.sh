@@ -4,7 +4,7 @@
 # QD16 on /dev/nbdN served by rbdnbd, then by qemu-nbd -c on an equal file, alternating, and the
 # ratios ours / qemu-nbd. UML runs one vCPU with every syscall a ptrace round trip: absolute
 # numbers are far below bare metal; the ratio is what this shows.
-# env: RUNTIME (10 s), ROUNDS (1), SIZE (1G)
+# env: RUNTIME (10 s), ROUNDS (1), SIZE_MIB (384: both images live in the guest's tmpfs)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 [ -d "$here/cli/target/lib" ] || (cd "$here" && mvn -B -q -DskipTests package)
@@ -14,7 +14,7 @@ done
 mkdir -p "$here/bench/results"
 out="$here/bench/results/kernel-fio-$(date +%Y%m%d-%H%M%S).txt"
 "$here/it-tests/uml/uml-run.sh" -m 2G -t 3000 -C "$here" -E "RBDNBD_HOME=$here" \
-  -E "RUNTIME=${RUNTIME:-10}" -E "ROUNDS=${ROUNDS:-1}" -E "SIZE=${SIZE:-1G}" \
+  -E "RUNTIME=${RUNTIME:-10}" -E "ROUNDS=${ROUNDS:-1}" -E "SIZE_MIB=${SIZE_MIB:-384}" \
   -- bash "$here/bench/guest/kernel-fio-guest.sh" | tee "$out.raw"
 python3 - "$out.raw" <<'PY' | tee "$out"
 import sys, statistics, collections

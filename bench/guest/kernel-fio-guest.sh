@@ -1,10 +1,11 @@
 #!/bin/bash
 # Guest side of bench/kernel-fio.sh (runs inside the UML guest): the same fio jobs (libaio,
 # direct) on a /dev/nbdN served by rbdnbd (bin/rbd-nbd map) and by qemu-nbd -c, alternating,
-# each on a raw file in the guest's /run. Prints one "RESULT server job value unit p99ms" line per run.
+# each on a raw file in the guest's /run (tmpfs: qemu-nbd runs with its default writeback cache,
+# since tmpfs has no O_DIRECT). Prints one "RESULT server job value unit p99ms" line per run.
 set -uo pipefail
 [ "${UML_GUEST:-}" = 1 ] || { echo "refusing to run outside the UML guest" >&2; exit 2; }
-: "${RBDNBD_HOME:?}" "${RUNTIME:=10}" "${ROUNDS:=1}" "${SIZE:=1G}"
+: "${RBDNBD_HOME:?}" "${RUNTIME:=10}" "${ROUNDS:=1}" "${SIZE_MIB:=384}"
 export RBDNBD_LOG_DIR=/run/rbd-nbd-log
 export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms64m -Xmx192m -XX:+UseSerialGC}"
 jobs=("randread 4k 256" "randwrite 4k 256" "read 1M 16" "write 1M 16")
@@ -12,7 +13,7 @@ jobs=("randread 4k 256" "randwrite 4k 256" "read 1M 16" "write 1M 16")
 attach() { # server -> device
   case $1 in
     ours) "$RBDNBD_HOME/bin/rbd-nbd" map file:/run/ours.img ;;
-    qemu-nbd) qemu-nbd -f raw --cache=none --aio=threads -c /dev/nbd8 /run/qemu.img && sleep 1 && echo /dev/nbd8 ;;
+    qemu-nbd) qemu-nbd -f raw -c /dev/nbd8 /run/qemu.img && sleep 1 && echo /dev/nbd8 ;;
   esac
 }
 detach() {
@@ -21,11 +22,12 @@ detach() {
     qemu-nbd) qemu-nbd -d "$2" >/dev/null ;;
   esac
 }
-truncate -s "$SIZE" /run/ours.img /run/qemu.img
+# both images and the fill buffer must fit the guest tmpfs (half the guest RAM)
+truncate -s "${SIZE_MIB}M" /run/ours.img /run/qemu.img
 for server in ours qemu-nbd; do
   dev=$(attach $server) || { echo "cannot attach $server"; cat $RBDNBD_LOG_DIR/* 2>/dev/null; exit 1; }
   dd if=/dev/urandom of=/run/fill bs=1M count=64 status=none
-  for i in $(seq 0 64 $(( ${SIZE%G} * 1024 - 64 ))); do dd if=/run/fill of="$dev" bs=1M seek=$i oflag=direct status=none; done
+  for i in $(seq 0 64 $(( SIZE_MIB - 64 ))); do dd if=/run/fill of="$dev" bs=1M seek=$i oflag=direct status=none; done
   detach $server "$dev"
 done
 for round in $(seq "$ROUNDS"); do
