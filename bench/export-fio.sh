@@ -17,7 +17,8 @@
 #
 # Per run: IOPS or MiB/s, p99 completion latency, and the server's CPU seconds (utime+stime of
 # the whole process from /proc/PID/stat, sampled after the ramp and after fio ends) per GiB moved
-# in the measured window. The table shows medians over the rounds.
+# in the measured window. The table shows medians over the rounds. Every fio run is bounded by
+# timeout: fio's nbd engine can hang when the server dies under it.
 #
 # Environment:
 #   RUNTIME=10       measured seconds per run       RAMP=2       ramp seconds per run (not measured)
@@ -229,7 +230,7 @@ run_job() { # job server round
   local job=$1 server=$2 round=$3 rw bs qd dir
   read -r rw bs qd dir <<<"$(job_spec "$job")"
   local json="$work/$job-$server-$round.json" spid=${server_pid[$server]}
-  fio --name="$job" --ioengine=nbd --uri="${server_uri[$server]}" --thread \
+  timeout -k 5 $(( RAMP + RUNTIME + 60 )) fio --name="$job" --ioengine=nbd --uri="${server_uri[$server]}" --thread \
       --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs=1 --size="$SIZE" --norandommap \
       --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" \
       --output-format=json --output="$json" >"$work/fio.out" 2>&1 &
@@ -301,7 +302,7 @@ for kind in $RSS_IMAGES; do
   idle=$(status_kib "$pid" VmRSS)
   idle_socks=$(find "/proc/$pid/fd" -lname 'socket:*' 2>/dev/null | wc -l)
   json="$work/rss-$kind.json"
-  fio --name=rss --ioengine=nbd --uri="nbd+unix:///?socket=$sock" --thread --rw=randrw --bs=4k \
+  timeout -k 5 $(( RAMP + RUNTIME + 60 )) fio --name=rss --ioengine=nbd --uri="nbd+unix:///?socket=$sock" --thread --rw=randrw --bs=4k \
       --iodepth=32 --numjobs=16 --group_reporting --size="$SIZE" --norandommap \
       --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" \
       --output-format=json --output="$json" >"$work/fio.out" 2>&1 &

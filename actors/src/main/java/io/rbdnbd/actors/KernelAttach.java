@@ -241,17 +241,48 @@ public final class KernelAttach {
          */
         static Attachment netlink(Params params, BlockBackend backend, boolean readOnly, ActorContext<Command> ctx)
                 throws NativeException {
+            int[] index = new int[1];
+            List<FdConnection> ours = handOverSockets(kernelEnds -> {
+                try (NbdNetlink nl = NbdNetlink.open()) {
+                    index[0] = nl.connect(params.device() == null ? -1 : NbdDevice.index(params.device()), kernelEnds,
+                            backend.size(), 512, params.ioTimeoutSeconds(),
+                            kernelFlags(readOnly) | Nbd.FLAG_CAN_MULTI_CONN, params.reattachTimeoutSeconds(),
+                            params.cookie());
+                }
+            });
+            ctx.getLog().debug("netlink CONNECT gave /dev/nbd{}", index[0]);
+            return new Attachment("/dev/nbd" + index[0], index[0], ours, null, params.cookie());
+        }
+
+        /** New sockets for a netlink device whose daemon died; the kernel replays what it held. */
+        static Attachment reattach(Params params) throws NativeException {
+            int index = NbdDevice.index(params.device());
+            List<FdConnection> ours = handOverSockets(kernelEnds -> {
+                try (NbdNetlink nl = NbdNetlink.open()) {
+                    nl.reconnect(index, kernelEnds, params.cookie());
+                }
+            });
+            return new Attachment(params.device(), index, ours, null, params.cookie());
+        }
+
+        @FunctionalInterface
+        private interface KernelHandOver {
+            void give(List<Integer> kernelEnds) throws NativeException;
+        }
+
+        /**
+         * Makes {@link #NETLINK_SOCKETS} socketpairs and gives one end of each to the kernel; returns
+         * our ends. Our copies of the kernel's ends are closed either way (the kernel holds its own
+         * references; ours would keep the sockets alive after the kernel lets go).
+         */
+        private static List<FdConnection> handOverSockets(KernelHandOver handOver) throws NativeException {
             List<int[]> pairs = new ArrayList<>();
-            try (NbdNetlink nl = NbdNetlink.open()) {
+            try {
                 for (int i = 0; i < NETLINK_SOCKETS; i++) {
                     pairs.add(LibC.socketPair());
                 }
-                int index = nl.connect(params.device() == null ? -1 : NbdDevice.index(params.device()),
-                        pairs.stream().map(p -> p[0]).toList(), backend.size(), 512, params.ioTimeoutSeconds(),
-                        kernelFlags(readOnly) | Nbd.FLAG_CAN_MULTI_CONN, params.reattachTimeoutSeconds(), params.cookie());
-                List<FdConnection> ours = pairs.stream().map(p -> new FdConnection(p[1])).toList();
-                ctx.getLog().debug("netlink CONNECT gave /dev/nbd{}", index);
-                return new Attachment("/dev/nbd" + index, index, ours, null, params.cookie());
+                handOver.give(pairs.stream().map(p -> p[0]).toList());
+                return pairs.stream().map(p -> new FdConnection(p[1])).toList();
             } catch (NativeException e) {
                 for (int[] p : pairs) {
                     closeFd(p[1]);
@@ -259,7 +290,7 @@ public final class KernelAttach {
                 throw e;
             } finally {
                 for (int[] p : pairs) {
-                    closeFd(p[0]); // the kernel holds its own references
+                    closeFd(p[0]);
                 }
             }
         }
@@ -277,29 +308,6 @@ public final class KernelAttach {
                 device.rereadPartitions();
             } catch (NativeException e) {
                 // EINVAL without a partition table: nothing to re-read
-            }
-        }
-
-        /** New sockets for a netlink device whose daemon died; the kernel replays what it held. */
-        static Attachment reattach(Params params) throws NativeException {
-            int index = NbdDevice.index(params.device());
-            List<int[]> pairs = new ArrayList<>();
-            try (NbdNetlink nl = NbdNetlink.open()) {
-                for (int i = 0; i < NETLINK_SOCKETS; i++) {
-                    pairs.add(LibC.socketPair());
-                }
-                nl.reconnect(index, pairs.stream().map(p -> p[0]).toList(), params.cookie());
-                return new Attachment(params.device(), index, pairs.stream().map(p -> new FdConnection(p[1])).toList(),
-                        null, params.cookie());
-            } catch (NativeException e) {
-                for (int[] p : pairs) {
-                    closeFd(p[1]);
-                }
-                throw e;
-            } finally {
-                for (int[] p : pairs) {
-                    closeFd(p[0]);
-                }
             }
         }
 

@@ -91,13 +91,7 @@ public final class NbdNetlink implements AutoCloseable {
         m.u64(ATTR_SIZE_BYTES, size).u64(ATTR_BLOCK_SIZE_BYTES, blockSize).u64(ATTR_TIMEOUT, timeoutSeconds)
                 .u64(ATTR_SERVER_FLAGS, serverFlags).u64(ATTR_DEAD_CONN_TIMEOUT, deadConnTimeoutSeconds)
                 .string(ATTR_BACKEND_IDENTIFIER, backendId);
-        int socketsStart = m.begin(ATTR_SOCKETS);
-        for (int s : sockets) {
-            int item = m.begin(SOCK_ITEM);
-            m.u32(SOCK_FD, s);
-            m.end(item);
-        }
-        m.end(socketsStart);
+        m.sockets(sockets);
         ByteBuffer reply = transact(m, "netlink NBD_CMD_CONNECT" + (index >= 0 ? " /dev/nbd" + index : ""));
         Integer at = findAttr(reply, ATTR_INDEX);
         if (at == null) {
@@ -116,13 +110,7 @@ public final class NbdNetlink implements AutoCloseable {
      */
     public void reconnect(int index, List<Integer> sockets, String backendId) throws NativeException {
         Message m = message(family, CMD_RECONFIGURE).u32(ATTR_INDEX, index).string(ATTR_BACKEND_IDENTIFIER, backendId);
-        int socketsStart = m.begin(ATTR_SOCKETS);
-        for (int s : sockets) {
-            int item = m.begin(SOCK_ITEM);
-            m.u32(SOCK_FD, s);
-            m.end(item);
-        }
-        m.end(socketsStart);
+        m.sockets(sockets);
         transact(m, "netlink NBD_CMD_RECONFIGURE (re-attach) /dev/nbd" + index);
     }
 
@@ -226,6 +214,18 @@ public final class NbdNetlink implements AutoCloseable {
             while (b.position() % 4 != 0) {
                 b.put((byte) 0);
             }
+            return this;
+        }
+
+        /** NBD_ATTR_SOCKETS: one nested SOCK_ITEM { SOCK_FD } per socket. */
+        Message sockets(List<Integer> fds) {
+            int start = begin(ATTR_SOCKETS);
+            for (int fd : fds) {
+                int item = begin(SOCK_ITEM);
+                u32(SOCK_FD, fd);
+                end(item);
+            }
+            end(start);
             return this;
         }
 
