@@ -35,8 +35,7 @@ public final class FileBackend implements BlockBackend {
     private volatile long size;
     private final boolean readOnly;
     private final Executor executor;
-    private volatile boolean punchHoleWorks = true;
-    private volatile boolean zeroRangeWorks = true;
+    private final java.util.Set<Integer> unsupportedFallocateModes = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
     private FileBackend(Path path, int fd, long size, boolean readOnly, Executor executor) {
         this.path = path;
@@ -185,34 +184,30 @@ public final class FileBackend implements BlockBackend {
 
     /** Punches a hole; false when the filesystem cannot (the caller falls back). */
     private boolean punchHole(long offset, long length) throws NativeException {
-        if (!punchHoleWorks) {
-            return false;
-        }
-        try {
-            LibC.fallocateFd(fd, LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
-            return true;
-        } catch (NativeException e) {
-            if (e.errno() != Errno.EOPNOTSUPP) {
-                throw e;
-            }
-            punchHoleWorks = false;
-            return false;
-        }
+        return fallocate(LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
     }
 
     /** Zeroes the range keeping it allocated; false when the filesystem cannot (tmpfs cannot). */
     private boolean zeroRange(long offset, long length) throws NativeException {
-        if (!zeroRangeWorks) {
+        return fallocate(LibC.FALLOC_FL_ZERO_RANGE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
+    }
+
+    /**
+     * fallocate with {@code mode}; false when the filesystem does not support that mode, which is
+     * remembered so later calls go straight to the caller's fallback.
+     */
+    private boolean fallocate(int mode, long offset, long length) throws NativeException {
+        if (unsupportedFallocateModes.contains(mode)) {
             return false;
         }
         try {
-            LibC.fallocateFd(fd, LibC.FALLOC_FL_ZERO_RANGE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
+            LibC.fallocateFd(fd, mode, offset, length);
             return true;
         } catch (NativeException e) {
             if (e.errno() != Errno.EOPNOTSUPP) {
                 throw e;
             }
-            zeroRangeWorks = false;
+            unsupportedFallocateModes.add(mode);
             return false;
         }
     }
