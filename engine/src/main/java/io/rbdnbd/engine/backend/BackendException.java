@@ -2,19 +2,34 @@ package io.rbdnbd.engine.backend;
 
 import io.rbdnbd.nativeio.Errno;
 
-/** A backend operation failed; {@link #errno()} is what the NBD client is told. */
+/**
+ * A backend operation failed; {@link #errno()} is what the NBD client is told.
+ * {@link #handleLost()} says the backend's handle on the image is unusable from now on (the
+ * client was blocklisted, the exclusive lock was taken away, the cluster connection is gone): no
+ * later call can succeed until the image is opened again.
+ */
 public final class BackendException extends RuntimeException {
     private static final long serialVersionUID = 1L;
     private final int errno;
+    private final boolean handleLost;
 
     public BackendException(int errno, String message) {
-        super(withErrno(message, errno));
-        this.errno = errno;
+        this(errno, message, null, false);
     }
 
     public BackendException(int errno, String message, Throwable cause) {
+        this(errno, message, cause, false);
+    }
+
+    private BackendException(int errno, String message, Throwable cause, boolean handleLost) {
         super(withErrno(message, errno), cause);
         this.errno = errno;
+        this.handleLost = handleLost;
+    }
+
+    /** A failure after which the handle is unusable and the image must be reopened. */
+    public static BackendException handleLost(int errno, String message) {
+        return new BackendException(errno, message, null, true);
     }
 
     /** The message, ending with the errno's name unless it already names it. */
@@ -25,5 +40,9 @@ public final class BackendException extends RuntimeException {
 
     public int errno() {
         return errno;
+    }
+
+    public boolean handleLost() {
+        return handleLost;
     }
 }
