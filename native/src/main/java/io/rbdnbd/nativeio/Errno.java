@@ -21,6 +21,7 @@ public final class Errno {
     public static final int EOVERFLOW = 75;
     public static final int EOPNOTSUPP = 95;
     public static final int ENOTSUP = EOPNOTSUPP;
+    public static final int ENOTCONN = 107;
     public static final int ESHUTDOWN = 108;
     public static final int ETIMEDOUT = 110;
 

@@ -9,7 +9,13 @@ public final class Backends {
     private Backends() {
     }
 
+    /** Dispatcher (config path) of the librbd calls that block: open, close, allocation queries, size. */
+    public static final String RBD_BLOCKING_DISPATCHER = "rbdnbd.ceph.blocking-dispatcher";
+
     /**
+     * Opens the image; for RBD this connects to the cluster and blocks up to
+     * {@code rbdnbd.ceph.connect-timeout}.
+     *
      * @param createSize for {@code file:} images, the size to create the file with when it does
      *                   not exist; -1 to require an existing file
      * @throws BackendException naming the image and what failed
@@ -18,6 +24,10 @@ public final class Backends {
                                     ClassicActorSystemProvider system, EngineSettings settings) {
         if (spec instanceof ImageSpec.MemoryImage m) {
             return new MemoryBackend(m.size());
+        }
+        if (spec instanceof ImageSpec.Rbd r) {
+            return RbdBackend.open(r, readOnly, CephSettings.from(system.classicSystem().settings().config()),
+                    system.classicSystem().dispatchers().lookup(RBD_BLOCKING_DISPATCHER));
         }
         if (spec instanceof ImageSpec.FileImage f) {
             try {

@@ -4,11 +4,61 @@ import java.nio.file.Path;
 import java.util.Locale;
 
 /**
- * An image named on the command line or in the configuration: {@code file:PATH},
- * {@code memory:SIZE}. (RBD specs, {@code pool/[namespace/]image[@snap]}, come with the rbd
- * backend.)
+ * An image named on the command line or in the configuration: an RBD image
+ * {@code [pool/[namespace/]]image[@snap]} as Ceph's rbd-nbd takes it (pool "rbd" when left out),
+ * {@code file:PATH} or {@code memory:SIZE}.
  */
 public sealed interface ImageSpec {
+
+    /** The pool an RBD spec without one names, as for Ceph's rbd tools. */
+    String DEFAULT_POOL = "rbd";
+
+    /**
+     * An RBD image and how to open it.
+     *
+     * @param namespace  "" for the pool's default namespace
+     * @param snap       snapshot name, or null
+     * @param snapId     snapshot id (Ceph's {@code --snap-id}), or -1
+     * @param exclusive  hold the exclusive lock for as long as the image is open
+     * @param encryption LUKS format and passphrase file to load, or null
+     */
+    record Rbd(String pool, String namespace, String image, String snap, long snapId, boolean exclusive,
+               Encryption encryption) implements ImageSpec {
+
+        public record Encryption(String format, Path passphraseFile) {
+            public Encryption {
+                if (!format.equals("luks1") && !format.equals("luks2")) {
+                    throw new IllegalArgumentException("encryption format '" + format + "' is not luks1 or luks2");
+                }
+            }
+        }
+
+        public boolean atSnapshot() {
+            return snap != null || snapId >= 0;
+        }
+
+        public Rbd withSnapId(long id) {
+            if (snap != null) {
+                throw new IllegalArgumentException("image '" + this + "' names a snapshot already; --snap-id needs a plain image");
+            }
+            return new Rbd(pool, namespace, image, null, id, exclusive, encryption);
+        }
+
+        public Rbd withExclusive(boolean on) {
+            return new Rbd(pool, namespace, image, snap, snapId, on, encryption);
+        }
+
+        public Rbd withEncryption(Encryption e) {
+            return new Rbd(pool, namespace, image, snap, snapId, exclusive, e);
+        }
+
+        /** {@code pool/[namespace/]image[@snap]}, as Ceph prints it. */
+        @Override
+        public String toString() {
+            return pool + "/" + (namespace.isEmpty() ? "" : namespace + "/") + image
+                    + (snap != null ? "@" + snap : snapId >= 0 ? "@{id " + snapId + "}" : "");
+        }
+    }
 
     record FileImage(Path path) implements ImageSpec {
         @Override
@@ -27,7 +77,7 @@ public sealed interface ImageSpec {
     /** @throws IllegalArgumentException with a message fit for the operator */
     static ImageSpec parse(String spec) {
         if (spec == null || spec.isBlank()) {
-            throw new IllegalArgumentException("no image given (file:PATH or memory:SIZE)");
+            throw new IllegalArgumentException("no image given ([pool/[namespace/]]image[@snap], file:PATH or memory:SIZE)");
         }
         if (spec.startsWith("file:")) {
             String p = spec.substring(5);
@@ -39,8 +89,36 @@ public sealed interface ImageSpec {
         if (spec.startsWith("memory:")) {
             return new MemoryImage(parseSize(spec.substring(7)));
         }
-        throw new IllegalArgumentException("image '" + spec + "' is not file:PATH or memory:SIZE"
-                + " (RBD images pool/[namespace/]image[@snap] need the rbd backend, not built yet)");
+        return parseRbd(spec);
+    }
+
+    private static Rbd parseRbd(String spec) {
+        String usage = "image '" + spec + "' is not [pool/[namespace/]]image[@snap], file:PATH or memory:SIZE";
+        String path = spec;
+        String snap = null;
+        int at = spec.indexOf('@');
+        if (at >= 0) {
+            path = spec.substring(0, at);
+            snap = spec.substring(at + 1);
+            if (snap.isEmpty() || snap.indexOf('@') >= 0 || snap.indexOf('/') >= 0) {
+                throw new IllegalArgumentException(usage + ": bad snapshot name");
+            }
+        }
+        String[] parts = path.split("/", -1);
+        for (String p : parts) {
+            if (p.isEmpty()) {
+                throw new IllegalArgumentException(usage + ": empty pool, namespace or image name");
+            }
+            if (p.chars().anyMatch(c -> c < 0x20 || c == 0x7f)) {
+                throw new IllegalArgumentException(usage + ": control characters in a name");
+            }
+        }
+        return switch (parts.length) {
+            case 1 -> new Rbd(DEFAULT_POOL, "", parts[0], snap, -1, false, null);
+            case 2 -> new Rbd(parts[0], "", parts[1], snap, -1, false, null);
+            case 3 -> new Rbd(parts[0], parts[1], parts[2], snap, -1, false, null);
+            default -> throw new IllegalArgumentException(usage + ": too many '/'");
+        };
     }
 
     /**

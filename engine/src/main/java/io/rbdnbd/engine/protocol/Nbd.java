@@ -102,6 +102,19 @@ public final class Nbd {
     /** The one meta context id we hand out (base:allocation). */
     public static final int BASE_ALLOCATION_CONTEXT_ID = 1;
 
+    /**
+     * The error to send for a failure with {@code errno}: NBD allows only the values above, and a
+     * client treats any other as EINVAL, which would misreport e.g. a timed-out cluster.
+     */
+    public static int wireError(int errno) {
+        return switch (errno) {
+            case EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP -> errno;
+            case 30 -> EPERM; // EROFS: the image refuses writes
+            case 122 -> ENOSPC; // EDQUOT: pool quota
+            default -> EIO; // ESHUTDOWN too: from a backend it means blocklisted, not "server going away"
+        };
+    }
+
     public static String commandName(int type) {
         return switch (type) {
             case CMD_READ -> "READ";

@@ -116,7 +116,7 @@ public final class RequestDispatcher {
             log.warn("{}: {} failed with errno {} (failure #{} on this connection): {}", connection, r, errno, n,
                     cause.toString());
         }
-        return NbdReply.error(r, errno, String.valueOf(cause.getMessage()));
+        return NbdReply.error(r, Nbd.wireError(errno), String.valueOf(cause.getMessage()));
     }
 
     private static CompletionStage<NbdReply> done(NbdReply reply) {

@@ -1,0 +1,266 @@
+package io.rbdnbd.engine.backend;
+
+import io.rbdnbd.nativeio.Errno;
+import io.rbdnbd.nativeio.NativeBuffer;
+import io.rbdnbd.nativeio.NativeBufferPool;
+import io.rbdnbd.nativeio.NativeException;
+import io.rbdnbd.nativeio.ceph.RadosCluster;
+import io.rbdnbd.nativeio.ceph.RbdImage;
+import org.apache.pekko.util.ByteString;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
+
+/**
+ * An RBD image through librbd: reads, writes, flushes, discards and write-zeroes are librbd aio
+ * calls completing on librbd's own threads; data moves through pooled native buffers that live
+ * until librbd has completed. Calls that block in librbd (allocation queries, size refresh, close)
+ * run on the {@code blocking} executor.
+ *
+ * <p>Each backend has its own cluster connection, so a blocklisting or a lost exclusive lock hits
+ * this image only; those failures come back as {@link BackendException#handleLost()}.
+ */
+public final class RbdBackend implements BlockBackend {
+    /** Idle native buffers kept across all RBD images of the process. */
+    private static final NativeBufferPool BUFFERS = new NativeBufferPool(32L << 20);
+
+    private final ImageSpec.Rbd spec;
+    private final RadosCluster cluster;
+    private final RbdImage image;
+    private final Executor blocking;
+    private final boolean wholeObjectStatus;
+    private volatile long size;
+
+    private RbdBackend(ImageSpec.Rbd spec, RadosCluster cluster, RbdImage image, Executor blocking,
+                       boolean wholeObjectStatus, long size) {
+        this.spec = spec;
+        this.cluster = cluster;
+        this.image = image;
+        this.blocking = blocking;
+        this.wholeObjectStatus = wholeObjectStatus;
+        this.size = size;
+    }
+
+    /**
+     * Connects and opens; blocks up to the connect timeout (and however long librbd takes to open).
+     *
+     * @throws BackendException naming the image and what failed
+     */
+    public static RbdBackend open(ImageSpec.Rbd spec, boolean readOnly, RadosCluster.Settings ceph, Executor blocking) {
+        RbdImage.Encryption encryption = null;
+        if (spec.encryption() != null) {
+            try {
+                byte[] pass = Files.readAllBytes(spec.encryption().passphraseFile());
+                encryption = new RbdImage.Encryption(spec.encryption().format().equals("luks1")
+                        ? RbdImage.Encryption.Format.LUKS1 : RbdImage.Encryption.Format.LUKS2, pass);
+            } catch (IOException e) {
+                throw new BackendException(Errno.ENOENT, "cannot open image " + spec + ": cannot read the passphrase file "
+                        + spec.encryption().passphraseFile() + ": " + e.getMessage(), e);
+            }
+        }
+        RbdImage.OpenOptions options = new RbdImage.OpenOptions(readOnly, spec.snap(), spec.snapId(), spec.exclusive(),
+                encryption);
+        RadosCluster cluster = null;
+        RbdImage image = null;
+        try {
+            cluster = RadosCluster.connect(ceph);
+            image = RbdImage.open(cluster, spec.pool(), spec.namespace(), spec.image(), options);
+            return new RbdBackend(spec, cluster, image, blocking, image.fastDiff(), image.size());
+        } catch (NativeException e) {
+            closeQuietly(image);
+            if (cluster != null) {
+                cluster.close();
+            }
+            throw new BackendException(e.errno(), "cannot open image " + spec + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void closeQuietly(RbdImage image) {
+        if (image != null) {
+            try {
+                image.close();
+            } catch (NativeException ignored) {
+                // already failing to open: the open error is the one to report
+            }
+        }
+    }
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    @Override
+    public CompletionStage<Long> refreshSize() {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                size = image.size();
+                return size;
+            } catch (NativeException e) {
+                throw failure("size", e);
+            }
+        }, blocking);
+    }
+
+    @Override
+    public boolean readOnly() {
+        return image.readOnly();
+    }
+
+    @Override
+    public CompletionStage<ByteString> read(long offset, int length) {
+        NativeBuffer buf = BUFFERS.acquire(length);
+        return image.read(offset, length, buf).handle((n, t) -> {
+            try {
+                if (t != null) {
+                    throw failure("read", t);
+                }
+                byte[] out = new byte[length];
+                buf.view(length).get(out);
+                return ByteString.fromArrayUnsafe(out);
+            } finally {
+                BUFFERS.release(buf);
+            }
+        });
+    }
+
+    @Override
+    public CompletionStage<Void> write(long offset, ByteString data, boolean fua) {
+        int length = data.size();
+        NativeBuffer buf = BUFFERS.acquire(length);
+        data.copyToBuffer(buf.view(length));
+        return image.write(offset, length, buf, fua).handle((n, t) -> {
+            BUFFERS.release(buf);
+            if (t != null) {
+                throw failure("write", t);
+            }
+            return null;
+        });
+    }
+
+    @Override
+    public CompletionStage<Void> flush() {
+        return done(image.flush(), "flush");
+    }
+
+    /** Trim zeroes what it cannot deallocate (librbd's discard would skip partial granules). */
+    @Override
+    public CompletionStage<Void> trim(long offset, long length, boolean fua) {
+        return done(image.writeZeroes(offset, length, false, fua), "trim");
+    }
+
+    @Override
+    public CompletionStage<Void> writeZeroes(long offset, long length, boolean noHole, boolean fua) {
+        return done(image.writeZeroes(offset, length, noHole, fua), "write-zeroes");
+    }
+
+    /**
+     * Allocation from diff_iterate2 against the beginning of time: reported extents are data,
+     * the gaps between them holes reading as zeroes. With fast-diff the granule is the object.
+     */
+    @Override
+    public CompletionStage<List<Extent>> blockStatus(long offset, long length) {
+        return CompletableFuture.supplyAsync(() -> {
+            List<long[]> allocated = new ArrayList<>();
+            try {
+                image.diffIterate(offset, length, wholeObjectStatus, (off, len, exists) -> {
+                    if (exists) {
+                        allocated.add(new long[]{off, len});
+                    }
+                });
+            } catch (NativeException e) {
+                throw failure("block-status", e);
+            }
+            return extents(offset, length, allocated);
+        }, blocking);
+    }
+
+    /** Data and hole extents covering exactly [offset, offset + length), from unordered allocated runs. */
+    static List<Extent> extents(long offset, long length, List<long[]> allocated) {
+        allocated.sort((a, b) -> Long.compare(a[0], b[0]));
+        List<Extent> out = new ArrayList<>();
+        long pos = offset;
+        long end = offset + length;
+        for (long[] run : allocated) {
+            long from = Math.max(run[0], pos);
+            long to = Math.min(run[0] + run[1], end);
+            if (to <= from) {
+                continue;
+            }
+            if (from > pos) {
+                add(out, from - pos, Extent.HOLE_ZERO);
+            }
+            add(out, to - from, Extent.DATA);
+            pos = to;
+        }
+        if (pos < end) {
+            add(out, end - pos, Extent.HOLE_ZERO);
+        }
+        return out;
+    }
+
+    private static void add(List<Extent> out, long len, int flags) {
+        if (!out.isEmpty() && out.get(out.size() - 1).flags() == flags) {
+            Extent last = out.remove(out.size() - 1);
+            out.add(new Extent(last.length() + len, flags));
+        } else {
+            out.add(new Extent(len, flags));
+        }
+    }
+
+    /** librbd has its own readahead; nothing to do. */
+    @Override
+    public CompletionStage<Void> cache(long offset, long length) {
+        return CompletableFuture.completedFuture(null);
+    }
+
+    @Override
+    public CompletionStage<Void> close() {
+        return CompletableFuture.runAsync(() -> {
+            try {
+                image.close();
+            } catch (NativeException e) {
+                throw failure("close", e);
+            } finally {
+                cluster.close();
+            }
+        }, blocking);
+    }
+
+    @Override
+    public String describe() {
+        return "rbd:" + spec;
+    }
+
+    private CompletionStage<Void> done(CompletableFuture<Long> op, String what) {
+        return op.handle((n, t) -> {
+            if (t != null) {
+                throw failure(what, t);
+            }
+            return null;
+        });
+    }
+
+    /**
+     * The client's view of a librbd failure. A blocklisted client (ESHUTDOWN, which is
+     * EBLOCKLISTED), a dead connection (ENOTCONN) or, for an image opened with the exclusive lock,
+     * EROFS (the lock was taken away) leave the handle unusable: reopening is the only way on.
+     */
+    private BackendException failure(String op, Throwable t) {
+        Throwable cause = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+        if (cause instanceof BackendException be) {
+            return be;
+        }
+        int errno = cause instanceof NativeException ne ? ne.errno() : Errno.EIO;
+        String message = describe() + ": " + op + " failed: " + cause.getMessage();
+        boolean lost = errno == Errno.ESHUTDOWN || errno == Errno.ENOTCONN
+                || (errno == Errno.EROFS && spec.exclusive() && !image.readOnly());
+        return lost ? BackendException.handleLost(errno, message) : new BackendException(errno, message, cause);
+    }
+}
