@@ -10,7 +10,7 @@ import com.sun.jna.NativeLibrary;
  */
 final class Librados {
     static {
-        Native.register(NativeLibrary.getInstance("rados.so.2"));
+        Native.register(NativeLibrary.getInstance("librados.so.2"));
     }
 
     private Librados() {

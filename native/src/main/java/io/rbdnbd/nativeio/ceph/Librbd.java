@@ -28,7 +28,7 @@ final class Librbd {
     }
 
     static {
-        Native.register(NativeLibrary.getInstance("rbd.so.1"));
+        Native.register(NativeLibrary.getInstance("librbd.so.1"));
     }
 
     private Librbd() {

@@ -62,8 +62,8 @@ public final class RadosCluster implements AutoCloseable {
             check(Librados.rados_conf_parse_env(h, null), "apply CEPH_ARGS");
             set(h, "keyring", s.keyring());
             set(h, "mon_host", s.monHost());
-            double secs = Math.max(1, s.connectTimeout().toMillis()) / 1000.0;
-            set(h, "client_mount_timeout", Double.toString(secs));
+            // whole seconds: the option's type is "secs"
+            set(h, "client_mount_timeout", Long.toString(Math.max(1, s.connectTimeout().toSeconds())));
             for (Map.Entry<String, String> e : s.options().entrySet()) {
                 set(h, e.getKey(), e.getValue());
             }
