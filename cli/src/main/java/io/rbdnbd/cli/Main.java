@@ -30,13 +30,17 @@ public final class Main {
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
         try {
             return switch (command) {
-                case "serve" -> ServeCommand.parse(rest).run(loadConfig(), out);
+                case "serve" -> {
+                    ServeCommand serve = ServeCommand.parse(rest);
+                    yield serve.run(loadConfig(serve.configOverrides()), out);
+                }
                 case "map" -> DeviceCommands.map(MapOptions.parse(command, rest), false, out);
                 case "attach" -> DeviceCommands.map(MapOptions.parse(command, rest), true, out);
-                case DeviceCommands.DAEMON_COMMAND ->
-                        DeviceCommands.daemon(MapOptions.parse(command, rest), false, loadConfig(), out);
-                case DeviceCommands.REATTACH_DAEMON_COMMAND ->
-                        DeviceCommands.daemon(MapOptions.parse(command, rest), true, loadConfig(), out);
+                case DeviceCommands.DAEMON_COMMAND, DeviceCommands.REATTACH_DAEMON_COMMAND -> {
+                    MapOptions options = MapOptions.parse(command, rest);
+                    yield DeviceCommands.daemon(options, command.equals(DeviceCommands.REATTACH_DAEMON_COMMAND),
+                            loadConfig(options.rbd().configOverrides()), out);
+                }
                 case "unmap" -> {
                     if (rest.length != 1) {
                         throw new UsageException("unmap: give one device (/dev/nbdN) or image");
@@ -59,9 +63,12 @@ public final class Main {
         }
     }
 
-    /** -D overrides, then application.conf or -Dconfig.file, then the daemon's defaults, then reference.conf. */
-    static Config loadConfig() {
-        return ConfigFactory.defaultOverrides()
+    /**
+     * The command line's settings, then -D overrides, then application.conf or -Dconfig.file, then
+     * the daemon's defaults, then reference.conf.
+     */
+    static Config loadConfig(Config commandLine) {
+        return commandLine.withFallback(ConfigFactory.defaultOverrides())
                 .withFallback(ConfigFactory.defaultApplication())
                 .withFallback(ConfigFactory.parseResources(Main.class.getClassLoader(), "rbdnbd-daemon.conf"))
                 .withFallback(ConfigFactory.defaultReference())
@@ -75,7 +82,8 @@ public final class Main {
                   serve IMAGE (--socket PATH | --listen HOST:PORT)... [--read-only] [--size SIZE] [--name NAME]
                       Export IMAGE over the NBD protocol until SIGTERM or SIGINT, then drain and exit 0.
                       Prints one URI per listener (nbd+unix:///?socket=PATH, nbd://HOST:PORT/).
-                      IMAGE is file:PATH (--size SIZE creates it sparse when absent) or memory:SIZE.
+                      IMAGE is an RBD image [pool/[namespace/]]image[@snap] (pool rbd when left out),
+                      file:PATH (--size SIZE creates it sparse when absent) or memory:SIZE.
 
                   map IMAGE [--device /dev/nbdN] [--read-only] [--io-timeout S] [--size SIZE]
                       Attach IMAGE to a kernel NBD device (the first free one unless --device) and print
@@ -88,6 +96,15 @@ public final class Main {
                       Disconnect the device, let in-flight requests finish, and wait for its process to exit.
                   list-mapped
                       Devices mapped by rbd-nbd: id (pid), image, device.
+
+                RBD options (serve and map):
+                  --id ID | --name client.ID   cephx user (default admin)
+                  -c, --conf PATH              ceph.conf (default $CEPH_CONF, /etc/ceph/CLUSTER.conf)
+                  -k, --keyring PATH           keyring;  -m, --mon-host ADDRS   monitors;  --cluster NAME
+                  --exclusive                  hold the image's exclusive lock: other clients cannot write
+                  --snap-id ID                 serve a snapshot by id (read-only); or IMAGE@SNAP by name
+                  --encryption-format luks1|luks2 --encryption-passphrase-file PATH
+                                               open a LUKS-formatted image (rbd encryption format)
 
                 Sizes take K, M, G, T suffixes (powers of 1024).
                 """;

@@ -7,7 +7,7 @@ import java.util.List;
 
 /** Options of {@code map} (and of the device daemon it starts, which takes the same). */
 record MapOptions(String spec, ImageSpec image, String device, boolean readOnly, int ioTimeoutSeconds,
-                  long createSize, int reattachTimeoutSeconds, String cookie, boolean showCookie) {
+                  long createSize, int reattachTimeoutSeconds, String cookie, boolean showCookie, RbdOptions rbd) {
 
     /** Kernel default I/O timeout, as Ceph's rbd-nbd leaves it. */
     static final int DEFAULT_IO_TIMEOUT = 30;
@@ -23,8 +23,14 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         int reattach = DEFAULT_REATTACH_TIMEOUT;
         String cookie = null;
         boolean showCookie = false;
+        RbdOptions rbd = new RbdOptions(command);
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
+            int taken = rbd.accept(args, i);
+            if (taken >= 0) {
+                i = taken;
+                continue;
+            }
             switch (a) {
                 case "--device" -> device = value(command, args, ++i, a);
                 case "--read-only" -> readOnly = true;
@@ -65,10 +71,11 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         } catch (IllegalArgumentException e) {
             throw new UsageException(command + ": " + e.getMessage());
         }
+        image = rbd.apply(image);
         if (command.equals("attach") && device == null) {
             throw new UsageException("attach: --device /dev/nbdN is required");
         }
-        return new MapOptions(spec, image, device, readOnly, timeout, size, reattach, cookie, showCookie);
+        return new MapOptions(spec, image, device, readOnly, timeout, size, reattach, cookie, showCookie, rbd);
     }
 
     private static String value(String command, String[] args, int i, String option) throws UsageException {
@@ -110,6 +117,7 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         if (showCookie) {
             a.add("--show-cookie");
         }
+        a.addAll(rbd.toArgs());
         return a;
     }
 }

@@ -32,9 +32,11 @@ final class ServeCommand {
     private final boolean readOnly;
     private final long createSize;
     private final String name;
+    private final RbdOptions rbd;
 
     ServeCommand(ImageSpec image, List<Path> sockets, List<Listen> listens, boolean readOnly, long createSize,
-                 String name) {
+                 String name, RbdOptions rbd) {
+        this.rbd = rbd;
         this.image = image;
         this.sockets = sockets;
         this.listens = listens;
@@ -50,8 +52,14 @@ final class ServeCommand {
         boolean readOnly = false;
         long size = -1;
         String name = "";
+        RbdOptions rbd = new RbdOptions("serve");
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
+            int taken = rbd.accept(args, i);
+            if (taken >= 0) {
+                i = taken;
+                continue;
+            }
             switch (a) {
                 case "--socket" -> sockets.add(Path.of(value(args, ++i, a)).toAbsolutePath());
                 case "--listen" -> listens.add(parseListen(value(args, ++i, a)));
@@ -81,10 +89,11 @@ final class ServeCommand {
         } catch (IllegalArgumentException e) {
             throw new UsageException("serve: " + e.getMessage());
         }
+        image = rbd.apply(image);
         if (size >= 0 && !(image instanceof ImageSpec.FileImage)) {
             throw new UsageException("serve: --size applies to file: images only");
         }
-        return new ServeCommand(image, sockets, listens, readOnly, size, name);
+        return new ServeCommand(image, sockets, listens, readOnly, size, name, rbd);
     }
 
     private static String value(String[] args, int i, String option) throws UsageException {
@@ -121,6 +130,11 @@ final class ServeCommand {
         } catch (NumberFormatException e) {
             throw new UsageException("serve: --listen port must be 0..65535, got '" + s.substring(colon + 1) + "'");
         }
+    }
+
+    /** Configuration the command line sets (the Ceph connection), above every file. */
+    Config configOverrides() {
+        return rbd.configOverrides();
     }
 
     int run(Config config, PrintStream out) throws CommandFailedException {

@@ -48,7 +48,16 @@ class MainTest {
             "serve memory:1G | give --socket PATH or --listen HOST:PORT",
             "serve memory:1G --socket | --socket needs a value",
             "serve memory:1G --socket /tmp/x --bogus | unknown option '--bogus'",
-            "serve rbd/img --socket /tmp/x | is not file:PATH or memory:SIZE",
+            "serve a/b/c/d --socket /tmp/x | too many '/'",
+            "serve pool/img@ --socket /tmp/x | bad snapshot name",
+            "serve memory:1G --exclusive --socket /tmp/x | apply to RBD images only",
+            "serve file:/x --id admin --socket /tmp/x | apply to RBD images only",
+            "serve p/i --snap-id x --socket /tmp/x | --snap-id wants a snapshot id",
+            "serve p/i@s --snap-id 4 --socket /tmp/x | names a snapshot already",
+            "serve p/i --encryption-format luks2 --socket /tmp/x | go together",
+            "serve p/i --encryption-format aes --encryption-passphrase-file /p --socket /tmp/x | not luks1 or luks2",
+            "serve p/i --name admin --socket /tmp/x | wants client.ID",
+            "map p/i --keyring | --keyring needs a value",
             "serve memory:lots --socket /tmp/x | size 'lots' is not a number",
             "serve memory:1G --size 1G --socket /tmp/x | --size applies to file: images only",
             "serve memory:1G memory:2G --socket /tmp/x | one image only",
@@ -66,6 +75,22 @@ class MainTest {
         Outcome o = run("serve", "file:" + dir.resolve("nope.img"), "--socket", dir.resolve("s").toString());
         assertEquals(Main.EXIT_FAILURE, o.code());
         assertTrue(o.err().contains("nope.img") && o.err().contains("ENOENT"), o.err());
+    }
+
+    @Test
+    void rbdOptionsReachTheSpecTheConfigAndTheDeviceDaemon() throws UsageException {
+        MapOptions m = MapOptions.parse("map", new String[]{"pool/ns/img", "--exclusive", "--id", "nbd", "-m",
+                "127.0.0.1:3300", "--encryption-format", "luks1", "--encryption-passphrase-file", "/etc/pass"});
+        io.rbdnbd.engine.backend.ImageSpec.Rbd r = (io.rbdnbd.engine.backend.ImageSpec.Rbd) m.image();
+        assertTrue(r.exclusive());
+        assertEquals("luks1", r.encryption().format());
+        com.typesafe.config.Config c = Main.loadConfig(m.rbd().configOverrides());
+        assertEquals("nbd", c.getString("rbdnbd.ceph.id"));
+        assertEquals("127.0.0.1:3300", c.getString("rbdnbd.ceph.mon-host"));
+        assertEquals("ceph", c.getString("rbdnbd.ceph.cluster"));
+        MapOptions again = MapOptions.parse("map", m.toArgs().toArray(String[]::new));
+        assertEquals(m.image(), again.image());
+        assertEquals(m.rbd().toArgs(), again.rbd().toArgs());
     }
 
     @Test
