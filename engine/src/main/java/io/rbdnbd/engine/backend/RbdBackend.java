@@ -7,6 +7,8 @@ import io.rbdnbd.nativeio.NativeException;
 import io.rbdnbd.nativeio.ceph.RadosCluster;
 import io.rbdnbd.nativeio.ceph.RbdImage;
 import org.apache.pekko.util.ByteString;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -27,6 +29,7 @@ import java.util.concurrent.Executor;
  * this image only; those failures come back as {@link BackendException#handleLost()}.
  */
 public final class RbdBackend implements BlockBackend {
+    private static final Logger log = LoggerFactory.getLogger(RbdBackend.class);
     /** Idle native buffers kept across all RBD images of the process. */
     private static final NativeBufferPool BUFFERS = new NativeBufferPool(32L << 20);
 
@@ -71,7 +74,9 @@ public final class RbdBackend implements BlockBackend {
         try {
             cluster = RadosCluster.connect(ceph);
             image = RbdImage.open(cluster, spec.pool(), spec.namespace(), spec.image(), options);
-            return new RbdBackend(spec, cluster, image, blocking, image.fastDiff(), image.size());
+            RbdBackend backend = new RbdBackend(spec, cluster, image, blocking, image.fastDiff(), image.size());
+            image.watchUpdates(backend::headerChanged);
+            return backend;
         } catch (NativeException e) {
             closeQuietly(image);
             if (cluster != null) {
@@ -89,6 +94,17 @@ public final class RbdBackend implements BlockBackend {
                 // already failing to open: the open error is the one to report
             }
         }
+    }
+
+    /** On librbd's watch thread: learn the new size elsewhere, so new connections see it at once. */
+    private void headerChanged() {
+        blocking.execute(() -> {
+            try {
+                size = image.size();
+            } catch (NativeException e) {
+                log.warn("{}: cannot read the size after a header change: {}", describe(), e.getMessage());
+            }
+        });
     }
 
     @Override

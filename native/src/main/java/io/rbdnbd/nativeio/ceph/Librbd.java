@@ -27,6 +27,11 @@ final class Librbd {
         int invoke(long offset, long length, int exists, long arg);
     }
 
+    /** {@code void (*rbd_update_callback_t)(void *arg)}: the image header changed (resize, snapshot, ...). */
+    interface UpdateCallback extends Callback {
+        void invoke(long arg);
+    }
+
     static {
         Native.register(NativeLibrary.getInstance("librbd.so.1"));
     }
@@ -68,6 +73,10 @@ final class Librbd {
 
     static native int rbd_aio_write_zeroes(long image, long offset, long length, long completion, int zeroFlags,
                                           int opFlags);
+
+    static native int rbd_update_watch(long image, long[] handle, UpdateCallback callback, long arg);
+
+    static native int rbd_update_unwatch(long image, long handle);
 
     static native int rbd_diff_iterate2(long image, String fromSnap, long offset, long length, byte includeParent,
                                         byte wholeObject, DiffCallback callback, long arg);

@@ -54,14 +54,17 @@ public final class RbdImage implements AutoCloseable {
 
     private static final Map<Long, Aio> PENDING = new ConcurrentHashMap<>();
     private static final Map<Long, DiffSink> DIFFS = new ConcurrentHashMap<>();
+    private static final Map<Long, Runnable> WATCHERS = new ConcurrentHashMap<>();
     private static final AtomicLong IDS = new AtomicLong();
 
     private static final Librbd.CompletionCallback ON_COMPLETE = RbdImage::completed;
     private static final Librbd.DiffCallback ON_DIFF = RbdImage::diffExtent;
+    private static final Librbd.UpdateCallback ON_UPDATE = RbdImage::updated;
 
     static {
         Native.setCallbackThreadInitializer(ON_COMPLETE, new CallbackThreadInitializer(true, false, "librbd-completion"));
         Native.setCallbackThreadInitializer(ON_DIFF, new CallbackThreadInitializer(true, false, "librbd-diff"));
+        Native.setCallbackThreadInitializer(ON_UPDATE, new CallbackThreadInitializer(true, false, "librbd-watch"));
     }
 
     /** One asynchronous call: what it was (for the error message) and who waits for it. */
@@ -80,6 +83,8 @@ public final class RbdImage implements AutoCloseable {
     private final String name;
     private final boolean readOnly;
     private volatile boolean closed;
+    private long watchId = -1;
+    private long watchHandle;
 
     private RbdImage(long ioctx, long handle, String name, boolean readOnly) {
         this.ioctx = ioctx;
@@ -232,6 +237,38 @@ public final class RbdImage implements AutoCloseable {
         }
     }
 
+    /**
+     * Runs {@code onChange} (on a librbd thread; it must not block there) whenever the image's
+     * header changes: a resize, a snapshot, a lock change. One watch per image; ended by close.
+     */
+    public synchronized void watchUpdates(Runnable onChange) throws NativeException {
+        ensureOpen();
+        if (watchId >= 0) {
+            throw new IllegalStateException("'" + name + "' is watched already");
+        }
+        long id = IDS.incrementAndGet();
+        WATCHERS.put(id, onChange);
+        long[] out = new long[1];
+        int r = Librbd.rbd_update_watch(handle, out, ON_UPDATE, id);
+        if (r < 0) {
+            WATCHERS.remove(id);
+            throw new NativeException("watch '" + name + "' for changes", -r);
+        }
+        watchId = id;
+        watchHandle = out[0];
+    }
+
+    private static void updated(long id) {
+        Runnable r = WATCHERS.get(id);
+        if (r != null) {
+            try {
+                r.run();
+            } catch (RuntimeException ignored) {
+                // nothing may escape into librbd's thread; the watcher logs its own failures
+            }
+        }
+    }
+
     private interface Submit {
         int call(long completion);
     }
@@ -297,6 +334,12 @@ public final class RbdImage implements AutoCloseable {
             return;
         }
         closed = true;
+        synchronized (this) {
+            if (watchId >= 0) {
+                Librbd.rbd_update_unwatch(handle, watchHandle); // fails only if already gone
+                WATCHERS.remove(watchId);
+            }
+        }
         int r = Librbd.rbd_close(handle);
         Librados.rados_ioctx_destroy(ioctx);
         RadosCluster.check(r, "close '" + name + "'");
