@@ -104,7 +104,7 @@ class ImageSupervisorTest {
     /** Makes the next call on {@code h} lose it, through {@code image}. */
     private static void loseHandle(ReopenableBackend image, ScriptedBackend h) throws Exception {
         h.setFault(ScriptedBackend.fatalAfter(0, Errno.ESHUTDOWN));
-        assertEquals(Errno.EIO, failure(image.flush()).errno());
+        assertEquals(Errno.EIO, failure(image.read(0, 1)).errno());
     }
 
     @Test

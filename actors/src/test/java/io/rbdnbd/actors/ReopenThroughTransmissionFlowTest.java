@@ -196,17 +196,21 @@ class ReopenThroughTransmissionFlowTest {
         for (int i = 0; i < 5; i++) { // and later ones go straight to the new handle
             c.write(300 + i, 30 + i, block(300 + i));
         }
+        c.replies(5).forEach(r -> assertEquals(0, r.error(), "handle " + r.handle()));
+        // the first flush since the loss cannot vouch for the ten writes acknowledged before it; the next can
         c.flush(305);
-        c.replies(6).forEach(r -> assertEquals(0, r.error(), "handle " + r.handle()));
+        assertEquals(Nbd.EIO, c.replies(1).get(0).error());
+        c.flush(306);
+        assertEquals(0, c.replies(1).get(0).error());
         c.end();
 
-        assertEquals(10 + 6 + 12 + 6, c.replies.size(), "one reply per request");
-        c.replies.values().forEach(r -> assertEquals(r.handle() >= 100 && r.handle() <= 105 ? Nbd.EIO : 0, r.error(),
-                "handle " + r.handle()));
+        assertEquals(10 + 6 + 12 + 7, c.replies.size(), "one reply per request");
+        c.replies.values().forEach(r -> assertEquals(r.handle() >= 100 && r.handle() <= 105 || r.handle() == 305
+                ? Nbd.EIO : 0, r.error(), "handle " + r.handle()));
         assertEquals(1, opener.calls(), "reopened once");
         assertEquals(1, opened.size());
         assertEquals(16, first.calls.get());
-        assertEquals(18, opened.get(0).calls.get());
+        assertEquals(18, opened.get(0).calls.get(), "all but the failed flush");
         assertEquals(1, first.closes.get());
     }
 
@@ -238,6 +242,10 @@ class ReopenThroughTransmissionFlowTest {
             assertEquals(0, r.error());
             assertArrayEquals(blockNo == 10 ? new byte[BLOCK] : block(blockNo), r.data(), "block " + blockNo);
         }
+        c.flush(200);
+        assertEquals(Nbd.EIO, c.replies(1).get(0).error(), "ten writes were acknowledged, unflushed, when the handle went");
+        c.flush(201);
+        assertEquals(0, c.replies(1).get(0).error());
         c.end();
         assertEquals(11, first.calls.get(), "nothing more reached the lost handle");
         assertEquals(1, opener.calls());

@@ -35,6 +35,10 @@ import java.util.function.Function;
  * Waiting calls are the engine's requests in flight, already bounded by its iodepth and byte
  * budget: nothing else is buffered.
  *
+ * <p>Writes acknowledged but not yet flushed when a handle is lost may never reach the image: the
+ * next {@link #flush()} (or {@link #close()}) after such a loss fails EIO once, so that the client
+ * does not take a later flush as covering them.
+ *
  * <p>{@link #size()}, {@link #readOnly()} and {@link #describe()} answer from the last handle,
  * as does {@link #refreshSize()} while down. No lock is held while calling a handle: the state
  * is one atomic reference, replaced whole on each transition.
@@ -49,11 +53,19 @@ public final class ReopenableBackend implements BlockBackend {
     public record Lost(long generation, BlockBackend handle, BackendException cause, Instant at) {
     }
 
-    /** One opened handle and the calls in flight on it (so that losing it can answer them). */
+    /** What a call does to durability: a write the next flush must cover, a flush, or neither. */
+    private enum Kind { OTHER, WRITE, FLUSH }
+
+    /**
+     * One opened handle, the calls in flight on it (so that losing it can answer them), and how
+     * many writes completed on it before and since the last completed flush.
+     */
     private static final class Handle {
         final long generation;
         final BlockBackend backend;
         final Set<CompletableFuture<?>> inFlight = ConcurrentHashMap.newKeySet();
+        final AtomicLong writesDone = new AtomicLong();
+        final AtomicLong writesFlushed = new AtomicLong();
 
         Handle(long generation, BlockBackend backend) {
             this.generation = generation;
@@ -80,13 +92,15 @@ public final class ReopenableBackend implements BlockBackend {
     private record Closed(Handle last) implements State {
     }
 
-    private record Waiter<T>(Function<BlockBackend, CompletionStage<T>> op, CompletableFuture<T> result) {
+    private record Waiter<T>(Kind kind, Function<BlockBackend, CompletionStage<T>> op, CompletableFuture<T> result) {
     }
 
     private final AtomicReference<State> state;
     private final long requestWaitNanos;
     private final Consumer<Lost> onLost;
     private final AtomicLong arrivals = new AtomicLong();
+    /** Unflushed writes were lost with a handle: what the next flush says, once. */
+    private final AtomicReference<BackendException> unflushedLoss = new AtomicReference<>();
 
     /**
      * @param handle      the image, already open
@@ -193,7 +207,7 @@ public final class ReopenableBackend implements BlockBackend {
         State s = state.get();
         if (s instanceof Up u) {
             CompletableFuture<Long> result = new CompletableFuture<>();
-            onHandle(u, BlockBackend::refreshSize, result);
+            onHandle(u, Kind.OTHER, BlockBackend::refreshSize, result);
             return result;
         }
         return CompletableFuture.completedFuture(s.last().backend.size());
@@ -201,43 +215,45 @@ public final class ReopenableBackend implements BlockBackend {
 
     @Override
     public CompletionStage<ByteString> read(long offset, int length) {
-        return call(b -> b.read(offset, length));
+        return call(Kind.OTHER, b -> b.read(offset, length));
     }
 
     @Override
     public CompletionStage<Void> write(long offset, ByteString data, boolean fua) {
-        return call(b -> b.write(offset, data, fua));
+        return call(fua ? Kind.OTHER : Kind.WRITE, b -> b.write(offset, data, fua));
     }
 
+    /** Fails EIO, once, when unflushed writes were lost with a handle since the last flush. */
     @Override
     public CompletionStage<Void> flush() {
-        return call(BlockBackend::flush);
+        return call(Kind.FLUSH, BlockBackend::flush);
     }
 
     @Override
     public CompletionStage<Void> trim(long offset, long length, boolean fua) {
-        return call(b -> b.trim(offset, length, fua));
+        return call(fua ? Kind.OTHER : Kind.WRITE, b -> b.trim(offset, length, fua));
     }
 
     @Override
     public CompletionStage<Void> writeZeroes(long offset, long length, boolean noHole, boolean fua) {
-        return call(b -> b.writeZeroes(offset, length, noHole, fua));
+        return call(fua ? Kind.OTHER : Kind.WRITE, b -> b.writeZeroes(offset, length, noHole, fua));
     }
 
     @Override
     public CompletionStage<List<Extent>> blockStatus(long offset, long length) {
-        return call(b -> b.blockStatus(offset, length));
+        return call(Kind.OTHER, b -> b.blockStatus(offset, length));
     }
 
     @Override
     public CompletionStage<Void> cache(long offset, long length) {
-        return call(b -> b.cache(offset, length));
+        return call(Kind.OTHER, b -> b.cache(offset, length));
     }
 
     /**
      * Closes (flushes) the current handle. When the handle is lost or given up there is nothing to
      * flush: completes with an EIO failure, since writes acknowledged before the loss may not have
-     * reached the image. Waiting calls fail; a handle opened later is closed at once.
+     * reached the image; likewise when such a loss was not yet reported by a flush. Waiting calls
+     * fail; a handle opened later is closed at once.
      */
     @Override
     public CompletionStage<Void> close() {
@@ -251,7 +267,10 @@ public final class ReopenableBackend implements BlockBackend {
                 continue;
             }
             if (s instanceof Up u) {
-                return u.last().backend.close();
+                return u.last().backend.close().thenCompose(v -> {
+                    BackendException lost = unflushedLoss.getAndSet(null);
+                    return lost == null ? CompletableFuture.<Void>completedFuture(null) : CompletableFuture.<Void>failedFuture(lost);
+                });
             }
             if (s instanceof Down d) {
                 failAll(d.waiters(), unavailable(c));
@@ -263,33 +282,42 @@ public final class ReopenableBackend implements BlockBackend {
 
     // ---- the call path ----
 
-    private <T> CompletionStage<T> call(Function<BlockBackend, CompletionStage<T>> op) {
+    private <T> CompletionStage<T> call(Kind kind, Function<BlockBackend, CompletionStage<T>> op) {
         CompletableFuture<T> result = new CompletableFuture<>();
-        dispatch(op, result);
+        dispatch(kind, op, result);
         return result;
     }
 
     /** Sends the call where the current state says: the handle, the waiting line, or an error. */
-    private <T> void dispatch(Function<BlockBackend, CompletionStage<T>> op, CompletableFuture<T> result) {
+    private <T> void dispatch(Kind kind, Function<BlockBackend, CompletionStage<T>> op, CompletableFuture<T> result) {
         State s = state.get();
         if (s instanceof Up u) {
-            onHandle(u, op, result);
+            onHandle(u, kind, op, result);
         } else if (s instanceof Down d) {
-            await(d, op, result);
+            await(d, kind, op, result);
         } else {
             result.completeExceptionally(unavailable(s));
         }
     }
 
-    private <T> void onHandle(Up up, Function<BlockBackend, CompletionStage<T>> op, CompletableFuture<T> result) {
+    private <T> void onHandle(Up up, Kind kind, Function<BlockBackend, CompletionStage<T>> op,
+                              CompletableFuture<T> result) {
         Handle h = up.last();
+        if (kind == Kind.FLUSH) { // checked on reaching a handle: a flush waiting through a loss sees it too
+            BackendException lost = unflushedLoss.getAndSet(null);
+            if (lost != null) {
+                result.completeExceptionally(lost);
+                return;
+            }
+        }
         h.inFlight.add(result);
         if (state.get() != up) { // lost (or given up, closed) before the call was registered
             if (h.inFlight.remove(result)) {
-                dispatch(op, result); // it never reached the handle: go by the new state
+                dispatch(kind, op, result); // it never reached the handle: go by the new state
             } // else whoever changed the state has answered it
             return;
         }
+        long covers = kind == Kind.FLUSH ? h.writesDone.get() : 0; // a flush covers writes completed before it
         CompletionStage<T> stage;
         try {
             stage = op.apply(h.backend);
@@ -299,6 +327,11 @@ public final class ReopenableBackend implements BlockBackend {
         stage.whenComplete((value, failure) -> {
             h.inFlight.remove(result);
             if (failure == null) {
+                if (kind == Kind.WRITE) {
+                    h.writesDone.incrementAndGet();
+                } else if (kind == Kind.FLUSH) {
+                    h.writesFlushed.accumulateAndGet(covers, Math::max);
+                }
                 result.complete(value);
                 return;
             }
@@ -312,16 +345,17 @@ public final class ReopenableBackend implements BlockBackend {
         });
     }
 
-    private <T> void await(Down d, Function<BlockBackend, CompletionStage<T>> op, CompletableFuture<T> result) {
+    private <T> void await(Down d, Kind kind, Function<BlockBackend, CompletionStage<T>> op,
+                           CompletableFuture<T> result) {
         if (requestWaitNanos == 0) {
             result.completeExceptionally(unavailable(d));
             return;
         }
         long seq = arrivals.incrementAndGet();
-        d.waiters().put(seq, new Waiter<>(op, result));
+        d.waiters().put(seq, new Waiter<>(kind, op, result));
         if (state.get() != d) { // replaced, given up or closed before the call was queued
             if (d.waiters().remove(seq) != null) {
-                dispatch(op, result);
+                dispatch(kind, op, result);
             } // else the transition took it from the queue and dealt with it
             return;
         }
@@ -335,7 +369,7 @@ public final class ReopenableBackend implements BlockBackend {
     }
 
     private <T> void resume(Waiter<T> w) {
-        dispatch(w.op(), w.result());
+        dispatch(w.kind(), w.op(), w.result());
     }
 
     /** The first failure that says {@code up}'s handle is lost turns it down; later ones do nothing. */
@@ -346,6 +380,12 @@ public final class ReopenableBackend implements BlockBackend {
             return; // already lost, given up or closed
         }
         Handle h = up.last();
+        long unflushed = h.writesDone.get() - h.writesFlushed.get();
+        if (unflushed > 0) {
+            unflushedLoss.compareAndSet(null, new BackendException(Errno.EIO, unflushed + " write(s) acknowledged"
+                    + " but not flushed when the handle on " + h.backend.describe() + " was lost at " + at
+                    + " may not have reached the image", cause));
+        }
         answerInFlight(h, lostError(h, cause));
         try {
             onLost.accept(new Lost(h.generation, h.backend, cause, at));

@@ -67,7 +67,7 @@ class ReopenableBackendTest {
     /** Loses the handle of {@code r} by one call failing fatally on it; returns that call's error. */
     private static BackendException loseHandle(ReopenableBackend r, ScriptedBackend handle) throws Exception {
         handle.setFault(ScriptedBackend.fatalAfter(0, Errno.ESHUTDOWN));
-        return failure(r.flush());
+        return failure(r.read(0, 1));
     }
 
     @Test
@@ -317,6 +317,50 @@ class ReopenableBackendTest {
         assertEquals(Errno.EIO, closeFailure.errno());
         assertEquals(Errno.EIO, failure(waiting).errno());
         assertEquals(0, first.closes.get(), "the lost handle is the owner's to close");
+    }
+
+    @Test
+    void theFirstFlushAfterUnflushedWritesWereLostFailsOnceEvenIfItWaitedForTheNewHandle() throws Exception {
+        ScriptedBackend first = new ScriptedBackend(new MemoryBackend(SIZE));
+        ReopenableBackend r = wrap(first, LONG_WAIT);
+        value(r.write(0, ByteString.fromArray(new byte[] {1}), false));
+        value(r.flush());
+        value(r.write(512, ByteString.fromArray(new byte[] {2}), false)); // acknowledged, not flushed
+        value(r.trim(4096, 4096, false));
+        loseHandle(r, first);
+        CompletionStage<Void> waiting = r.flush(); // called after the loss: it must not vouch for those writes
+        r.replace(new MemoryBackend(SIZE));
+        BackendException e = failure(waiting);
+        assertEquals(Errno.EIO, e.errno());
+        assertTrue(e.getMessage().contains("2 write(s) acknowledged but not flushed"), e.getMessage());
+        value(r.flush()); // reported once
+        value(r.close());
+    }
+
+    @Test
+    void aLossWithEverythingFlushedOrWrittenWithFuaCostsNoFlushError() throws Exception {
+        ScriptedBackend first = new ScriptedBackend(new MemoryBackend(SIZE));
+        ReopenableBackend r = wrap(first, LONG_WAIT);
+        value(r.write(0, ByteString.fromArray(new byte[] {1}), false));
+        value(r.flush());
+        value(r.write(512, ByteString.fromArray(new byte[] {2}), true));
+        value(r.writeZeroes(4096, 4096, false, true));
+        loseHandle(r, first);
+        r.replace(new MemoryBackend(SIZE));
+        value(r.flush());
+        value(r.close());
+    }
+
+    @Test
+    void closingAfterALossOfUnflushedWritesNoFlushReportedIsNotClean() throws Exception {
+        ScriptedBackend first = new ScriptedBackend(new MemoryBackend(SIZE));
+        ReopenableBackend r = wrap(first, LONG_WAIT);
+        value(r.write(0, ByteString.fromArray(new byte[] {1}), false));
+        loseHandle(r, first);
+        ScriptedBackend second = new ScriptedBackend(new MemoryBackend(SIZE));
+        r.replace(second);
+        assertEquals(Errno.EIO, failure(r.close()).errno());
+        assertEquals(1, second.closes.get(), "closed all the same");
     }
 
     @Test
