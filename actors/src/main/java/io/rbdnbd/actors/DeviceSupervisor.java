@@ -16,8 +16,9 @@ import java.util.function.Consumer;
 
 /**
  * One mapped device: owns the image's backend, the {@link ImageSupervisor} child that reopens it
- * when its handle is lost, and the {@link KernelAttach} child that connects it to /dev/nbdN. Reports {@link Mapped} once the device is usable and {@link Unmapped} when it
- * is gone and the backend is closed (flushed).
+ * when its handle is lost, and the {@link KernelAttach} child that connects it to /dev/nbdN.
+ * Reports {@link Mapped} once the device is usable and {@link Unmapped} when it is gone and the
+ * backend is closed (flushed).
  */
 public final class DeviceSupervisor {
     private DeviceSupervisor() {
