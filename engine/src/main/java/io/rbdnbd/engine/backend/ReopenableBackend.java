@@ -328,7 +328,12 @@ public final class ReopenableBackend implements BlockBackend {
             h.inFlight.remove(result);
             if (failure == null) {
                 if (kind == Kind.WRITE) {
-                    h.writesDone.incrementAndGet();
+                    h.writesDone.incrementAndGet(); // before the check: a loss either counts it or fails it
+                    State now = state.get();
+                    if (now != up && !(now instanceof Closed)) { // the handle went while the write was on it
+                        result.completeExceptionally(now instanceof Down d ? lostError(h, d.cause()) : unavailable(now));
+                        return;
+                    }
                 } else if (kind == Kind.FLUSH) {
                     h.writesFlushed.accumulateAndGet(covers, Math::max);
                 }
