@@ -94,7 +94,7 @@ class ImageSupervisorTest {
 
     static BackendException failure(CompletionStage<?> stage) throws Exception {
         try {
-            stage.toCompletableFuture().get(5, TimeUnit.SECONDS);
+            stage.toCompletableFuture().get(10, TimeUnit.SECONDS);
         } catch (ExecutionException e) {
             return assertInstanceOf(BackendException.class, e.getCause());
         }
@@ -119,7 +119,7 @@ class ImageSupervisorTest {
         });
         TestProbe<ImageSupervisor.Report> reports = testKit.createTestProbe();
         ReopenableBackend image = supervised(testKit, first, opener, quick(0), reports.getRef());
-        image.write(0, ByteString.fromArray(new byte[] {42}), false).toCompletableFuture().get(5, TimeUnit.SECONDS);
+        image.write(0, ByteString.fromArray(new byte[] {42}), false).toCompletableFuture().get(10, TimeUnit.SECONDS);
 
         loseHandle(image, first);
         ImageSupervisor.ImageLost lost = reports.expectMessageClass(ImageSupervisor.ImageLost.class);
@@ -131,7 +131,7 @@ class ImageSupervisorTest {
         assertTrue(opener.threads.get(0).contains("reopen-test-dispatcher"), opener.threads.get(0));
         assertTrue(image.isUp());
         assertEquals(1, image.generation());
-        assertEquals(42, image.read(0, 1).toCompletableFuture().get(5, TimeUnit.SECONDS).apply(0));
+        assertEquals(42, image.read(0, 1).toCompletableFuture().get(10, TimeUnit.SECONDS).apply(0));
         assertEquals(1, opened.get(0).calls.get(), "served by the new handle");
 
         loseHandle(image, opened.get(0)); // and again: every loss of the new handle is handled alike
@@ -221,7 +221,7 @@ class ImageSupervisorTest {
             reports.expectMessageClass(ImageSupervisor.Reopened.class, Duration.ofSeconds(5));
             assertEquals(1, first.closes.get());
             assertEquals(1, never.getCount(), "the close is still stuck");
-            image.flush().toCompletableFuture().get(5, TimeUnit.SECONDS);
+            image.flush().toCompletableFuture().get(10, TimeUnit.SECONDS);
         } finally {
             never.countDown();
         }
@@ -252,9 +252,9 @@ class ImageSupervisorTest {
         b.releaseAll();
         b.setFault(op -> null);
         for (CompletionStage<Void> c : onB) {
-            c.toCompletableFuture().get(5, TimeUnit.SECONDS);
+            c.toCompletableFuture().get(10, TimeUnit.SECONDS);
         }
-        imageB.read(0, 8).toCompletableFuture().get(5, TimeUnit.SECONDS);
+        imageB.read(0, 8).toCompletableFuture().get(10, TimeUnit.SECONDS);
     }
 
     @Test

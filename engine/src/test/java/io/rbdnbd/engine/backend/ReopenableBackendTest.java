@@ -40,10 +40,10 @@ class ReopenableBackendTest {
         return BackendException.handleLost(Errno.ESHUTDOWN, "injected: client blocklisted");
     }
 
-    /** The failure a stage completed with, unwrapped; fails the test if it does not fail within 5 s. */
+    /** The failure a stage completed with, unwrapped; fails the test if it does not fail within 10 s. */
     private static BackendException failure(CompletionStage<?> stage) throws Exception {
         try {
-            stage.toCompletableFuture().get(5, TimeUnit.SECONDS);
+            stage.toCompletableFuture().get(10, TimeUnit.SECONDS);
         } catch (ExecutionException e) {
             return assertInstanceOf(BackendException.class, e.getCause());
         }
@@ -51,7 +51,7 @@ class ReopenableBackendTest {
     }
 
     private static <T> T value(CompletionStage<T> stage) throws Exception {
-        return stage.toCompletableFuture().get(5, TimeUnit.SECONDS);
+        return stage.toCompletableFuture().get(10, TimeUnit.SECONDS);
     }
 
     private static void awaitCondition(java.util.function.BooleanSupplier c) throws InterruptedException {
@@ -195,7 +195,7 @@ class ReopenableBackendTest {
         b.setFault(op -> {
             throw new IllegalStateException("backend bug");
         });
-        assertThrows(ExecutionException.class, () -> r.flush().toCompletableFuture().get(5, TimeUnit.SECONDS));
+        assertThrows(ExecutionException.class, () -> r.flush().toCompletableFuture().get(10, TimeUnit.SECONDS));
         b.setFault(op -> null);
         value(r.flush());
         assertTrue(r.isUp());
@@ -271,7 +271,7 @@ class ReopenableBackendTest {
             for (CompletableFuture<List<CompletionStage<Void>>> f : issued) {
                 for (CompletionStage<Void> c : f.get(10, TimeUnit.SECONDS)) {
                     try {
-                        c.toCompletableFuture().get(5, TimeUnit.SECONDS);
+                        c.toCompletableFuture().get(10, TimeUnit.SECONDS);
                         succeeded++;
                     } catch (ExecutionException e) {
                         assertEquals(Errno.EIO, assertInstanceOf(BackendException.class, e.getCause()).errno());
