@@ -6,6 +6,7 @@ import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.engine.stream.EngineSettings;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -14,9 +15,10 @@ import java.time.Duration;
 import java.util.function.Consumer;
 
 /**
- * One mapped device: owns the image's backend and the {@link KernelAttach} child that connects
- * it to /dev/nbdN. Reports {@link Mapped} once the device is usable and {@link Unmapped} when it
- * is gone and the backend is closed (flushed).
+ * One mapped device: owns the image's backend, the {@link ImageSupervisor} child that reopens it
+ * when its handle is lost, and the {@link KernelAttach} child that connects it to /dev/nbdN.
+ * Reports {@link Mapped} once the device is usable and {@link Unmapped} when it is gone and the
+ * backend is closed (flushed).
  */
 public final class DeviceSupervisor {
     private DeviceSupervisor() {
@@ -45,6 +47,9 @@ public final class DeviceSupervisor {
     private record SizeIs(long size, Throwable failure) implements Command {
     }
 
+    private record FromImage(ImageSupervisor.Report report) implements Command {
+    }
+
     public interface Report {
     }
 
@@ -59,6 +64,7 @@ public final class DeviceSupervisor {
 
     public static Behavior<Command> create(Params params, EngineSettings settings, Consumer<Report> listener) {
         return Behaviors.setup(ctx -> {
+            ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             BlockBackend backend;
             try {
                 backend = Backends.open(params.image(), params.attach().readOnly(), params.createSize(),
@@ -67,12 +73,16 @@ public final class DeviceSupervisor {
                 listener.accept(new MapFailed(e.getMessage()));
                 return Behaviors.stopped();
             }
+            ActorSystem<Void> system = ctx.getSystem();
+            BlockBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
+                    () -> Backends.open(params.image(), params.attach().readOnly(), -1, system, settings), reopen,
+                    ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
             ActorRef<KernelAttach.Report> adapter = ctx.messageAdapter(KernelAttach.Report.class, FromAttach::new);
             ActorRef<KernelAttach.Command> attach = ctx.spawn(
-                    KernelAttach.create(params.attach(), backend, settings, adapter), "kernel-attach");
+                    KernelAttach.create(params.attach(), image, settings, adapter), "kernel-attach");
             return Behaviors.withTimers(timers -> {
                 timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
-                return new Running(ctx, backend, attach, listener).behavior();
+                return new Running(ctx, image, attach, listener).behavior();
             });
         });
     }
@@ -115,6 +125,12 @@ public final class DeviceSupervisor {
                         }
                         return Behaviors.same();
                     })
+                    .onMessage(FromImage.class, m -> {
+                        if (m.report() instanceof ImageSupervisor.Reopened) {
+                            ctx.getSelf().tell(new CheckSize()); // it may have been resized meanwhile
+                        }
+                        return Behaviors.same();
+                    })
                     .onMessage(FromAttach.class, m -> {
                         KernelAttach.Report r = m.report();
                         if (r instanceof KernelAttach.Ready ready) {
@@ -137,6 +153,7 @@ public final class DeviceSupervisor {
                 .onMessage(Unmap.class, u -> Behaviors.same())
                 .onMessage(CheckSize.class, c -> Behaviors.same())
                 .onMessage(SizeIs.class, s -> Behaviors.same())
+                .onMessage(FromImage.class, m -> Behaviors.same())
                 .onMessage(BackendClosed.class, c -> {
                     if (c.failure() != null) {
                         ctx.getLog().error("closing the image failed: {}", c.failure().toString());

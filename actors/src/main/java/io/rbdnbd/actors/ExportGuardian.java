@@ -8,6 +8,7 @@ import io.rbdnbd.engine.server.Export;
 import io.rbdnbd.engine.server.ExportServer;
 import io.rbdnbd.engine.stream.EngineSettings;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
@@ -20,7 +21,8 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Owns one NBD export's lifecycle: opens the backend, binds the listeners, serves, and on
+ * Owns one NBD export's lifecycle: opens the backend (an {@link ImageSupervisor} child reopens it
+ * when its handle is lost), binds the listeners, serves, and on
  * {@link Stop} drains the connections, closes the backend and stops. The result of starting
  * ({@link Started} or {@link Failed}) and of stopping ({@link Stopped}) goes to {@code reportTo}.
  */
@@ -47,6 +49,10 @@ public final class ExportGuardian {
     }
 
     private record Closed(Throwable failure) implements Command {
+    }
+
+    /** The image supervisor logs these itself; nothing more to do with them yet. */
+    private record FromImage(ImageSupervisor.Report report) implements Command {
     }
 
     public interface Report {
@@ -90,6 +96,7 @@ public final class ExportGuardian {
 
     public static Behavior<Command> create(Params params, EngineSettings settings, ActorRef<Report> reportTo) {
         return Behaviors.setup(ctx -> {
+            ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             BlockBackend backend;
             try {
                 backend = Backends.open(params.image(), params.readOnly(), params.createSize(), ctx.getSystem(), settings);
@@ -97,8 +104,12 @@ public final class ExportGuardian {
                 reportTo.tell(new Failed(e.getMessage()));
                 return Behaviors.stopped();
             }
+            ActorSystem<Void> system = ctx.getSystem();
+            BlockBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
+                    () -> Backends.open(params.image(), params.readOnly(), -1, system, settings), reopen,
+                    ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
             ExportServer server = new ExportServer(ctx.getSystem(), settings,
-                    new Export(params.name(), backend, params.readOnly()));
+                    new Export(params.name(), image, params.readOnly()));
             List<String> uris = new ArrayList<>();
             try {
                 for (Path p : params.sockets()) {
@@ -109,12 +120,12 @@ public final class ExportGuardian {
                 }
             } catch (IOException e) {
                 server.close();
-                backend.close().toCompletableFuture().join();
+                image.close().toCompletableFuture().join();
                 reportTo.tell(new Failed("cannot listen: " + e.getMessage()));
                 return Behaviors.stopped();
             }
             reportTo.tell(new Started(List.copyOf(uris)));
-            return serving(ctx, server, backend, Duration.ofMillis(settings.drainTimeoutMillis()), reportTo);
+            return serving(ctx, server, image, Duration.ofMillis(settings.drainTimeoutMillis()), reportTo);
         });
     }
 
@@ -127,6 +138,7 @@ public final class ExportGuardian {
                     ctx.pipeToSelf(server.drain(drainTimeout), (done, failure) -> new Drained());
                     return stopping(ctx, server, backend, reportTo);
                 })
+                .onMessage(FromImage.class, m -> Behaviors.same())
                 .onSignal(PostStop.class, signal -> {
                     server.close(); // stopped from outside without a drain
                     backend.close();
@@ -139,6 +151,7 @@ public final class ExportGuardian {
                                               ActorRef<Report> reportTo) {
         return Behaviors.receive(Command.class)
                 .onMessage(Stop.class, stop -> Behaviors.same())
+                .onMessage(FromImage.class, m -> Behaviors.same())
                 .onMessage(Drained.class, drained -> {
                     ctx.pipeToSelf(backend.close(), (done, failure) -> new Closed(failure));
                     return Behaviors.same();

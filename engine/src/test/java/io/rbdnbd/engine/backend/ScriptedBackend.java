@@ -2,16 +2,21 @@ package io.rbdnbd.engine.backend;
 
 import org.apache.pekko.util.ByteString;
 
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * A fault-injecting backend for tests: wraps another and, per call, may fail with an errno,
- * throw, or hold the call until the test releases it. Counts calls that reached it.
+ * throw, delay, hang, hold the call until the test releases it, or lose its handle on the image
+ * ({@link BackendException#handleLost()}) after a number of calls. Counts calls that reached it
+ * and closes; what {@link #close()} does can be scripted too.
  */
 public final class ScriptedBackend implements BlockBackend {
     public enum Op { READ, WRITE, FLUSH, TRIM, ZERO, STATUS, CACHE }
@@ -22,13 +27,16 @@ public final class ScriptedBackend implements BlockBackend {
 
     private final BlockBackend inner;
     private volatile Fault fault = op -> null;
+    private volatile Supplier<CompletionStage<Void>> closer;
     public final AtomicInteger calls = new AtomicInteger();
+    public final AtomicInteger closes = new AtomicInteger();
     public final AtomicInteger inFlight = new AtomicInteger();
     public final AtomicInteger maxInFlight = new AtomicInteger();
     public final ConcurrentLinkedQueue<CompletableFuture<Void>> held = new ConcurrentLinkedQueue<>();
 
     public ScriptedBackend(BlockBackend inner) {
         this.inner = inner;
+        this.closer = inner::close;
     }
 
     public void setFault(Fault f) {
@@ -38,6 +46,45 @@ public final class ScriptedBackend implements BlockBackend {
     /** Fails calls of {@code op} with {@code errno}. */
     public static Fault failing(Op op, int errno) {
         return o -> o == op ? CompletableFuture.failedFuture(new BackendException(errno, "injected " + op)) : null;
+    }
+
+    /** Delays every call by {@code d}. */
+    public static Fault delaying(Duration d) {
+        return o -> new CompletableFuture<Void>().completeOnTimeout(null, d.toNanos(), TimeUnit.NANOSECONDS);
+    }
+
+    /** Calls of {@code op} (every call when null) never complete: a dead handle that does not answer. */
+    public static Fault hanging(Op op) {
+        return o -> op == null || o == op ? new CompletableFuture<>() : null;
+    }
+
+    /**
+     * The first {@code n} calls pass; every later one fails with a handle-lost error carrying
+     * {@code errno}, as a blocklisted client's would.
+     */
+    public static Fault fatalAfter(int n, int errno) {
+        AtomicInteger seen = new AtomicInteger();
+        return o -> seen.incrementAndGet() > n
+                ? CompletableFuture.failedFuture(BackendException.handleLost(errno, "injected: handle lost at " + o))
+                : null;
+    }
+
+    /** The first {@code n} calls pass; every later one is held like {@link #holding()}'s. */
+    public Fault holdingAfter(int n) {
+        AtomicInteger seen = new AtomicInteger();
+        Fault hold = holding();
+        return o -> seen.incrementAndGet() > n ? hold.apply(o) : null;
+    }
+
+    /** Fails the oldest held call with {@code failure}; the others stay held. False if none is held. */
+    public boolean failOldestHeld(Throwable failure) {
+        CompletableFuture<Void> g = held.poll();
+        return g != null && g.completeExceptionally(failure);
+    }
+
+    /** What {@link #close()} does instead of closing the wrapped backend (e.g. hang, or fail). */
+    public void closeWith(Supplier<CompletionStage<Void>> close) {
+        this.closer = close;
     }
 
     /** Holds every call until the test completes the gates in {@link #held}. */
@@ -117,7 +164,8 @@ public final class ScriptedBackend implements BlockBackend {
 
     @Override
     public CompletionStage<Void> close() {
-        return inner.close();
+        closes.incrementAndGet();
+        return closer.get();
     }
 
     @Override
