@@ -44,6 +44,15 @@ final class Commands {
 
     /** Runs the command in {@code dir} (or the current directory when null); fails on timeout. */
     static Result run(Duration timeout, Path dir, String... command) {
+        return run(timeout, dir, java.util.Map.of(), command);
+    }
+
+    /** {@link #run(String...)} with extra environment variables. */
+    static Result runWithEnv(java.util.Map<String, String> env, String... command) {
+        return run(DEFAULT_TIMEOUT, null, env, command);
+    }
+
+    static Result run(Duration timeout, Path dir, java.util.Map<String, String> env, String... command) {
         Path out = null;
         Path err = null;
         try {
@@ -56,6 +65,7 @@ final class Commands {
             if (dir != null) {
                 pb.directory(dir.toFile());
             }
+            pb.environment().putAll(env);
             long start = System.nanoTime();
             Process p = pb.start();
             if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
