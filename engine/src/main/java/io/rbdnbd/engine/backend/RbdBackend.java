@@ -165,7 +165,10 @@ public final class RbdBackend implements BlockBackend {
         return done(image.flush(), "flush");
     }
 
-    /** Trim zeroes what it cannot deallocate (librbd's discard would skip partial granules). */
+    /**
+     * Trim is librbd's write-zeroes: whole objects are removed, partial ones zeroed. (rbd_aio_discard
+     * would skip the parts smaller than rbd_discard_granularity_bytes, leaving old data there.)
+     */
     @Override
     public CompletionStage<Void> trim(long offset, long length, boolean fua) {
         return done(image.writeZeroes(offset, length, false, fua), "trim");

@@ -69,8 +69,6 @@ final class Librbd {
 
     static native int rbd_aio_flush(long image, long completion);
 
-    static native int rbd_aio_discard(long image, long offset, long length, long completion);
-
     static native int rbd_aio_write_zeroes(long image, long offset, long length, long completion, int zeroFlags,
                                           int opFlags);
 

@@ -195,11 +195,6 @@ public final class RbdImage implements AutoCloseable {
         return submit(aio, c -> Librbd.rbd_aio_flush(handle, c));
     }
 
-    public CompletableFuture<Long> discard(long offset, long length) {
-        Aio aio = new Aio("discard", offset);
-        return submit(aio, c -> Librbd.rbd_aio_discard(handle, offset, length, c));
-    }
-
     /** @param allocate keep the range allocated (thick) instead of letting librbd deallocate it */
     public CompletableFuture<Long> writeZeroes(long offset, long length, boolean allocate, boolean fua) {
         Aio aio = new Aio("write-zeroes", offset);
