@@ -23,6 +23,10 @@ filesystem)
   dev=$(map "file:$img" --size 512M)
   [ "$(sysfs "$dev" size)" = 1048576 ] || fail "sysfs size $(sysfs "$dev" size), expected 1048576 sectors"
   "$rbd_nbd" list-mapped | grep -q "file:$img .*$dev" || fail "list-mapped does not show $dev"
+  "$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [x["device"] for x in d] == [sys.argv[1]] and d[0]["image"] == sys.argv[2], d' "$dev" "file:$img" \
+    || fail "list-mapped --format json does not show $dev"
+  "$rbd_nbd" list-mapped --format xml --pretty-format | python3 -c 'import sys, xml.etree.ElementTree as E; d=E.fromstring(sys.stdin.read()); assert [x.findtext("device") for x in d] == [sys.argv[1]], E.tostring(d)' "$dev" \
+    || fail "list-mapped --format xml does not show $dev"
   mkfs.ext4 -q -F "$dev" || fail mkfs
   mkdir -p /run/mnt && mount "$dev" /run/mnt || fail mount
   dd if=/dev/urandom of=/run/data.bin bs=1M count=64 status=none
@@ -95,7 +99,8 @@ lifecycle)
   [ ! -e "/proc/$pid" ] || fail "daemon still running 10 s after SIGTERM"
   [ -z "$(sysfs "$c" pid)" ] || fail "$c still connected after SIGTERM"
   grep -q "$c unmapped (image closed)" "$RBDNBD_LOG_DIR"/* || fail "no clean unmap logged after SIGTERM"
-  [ "$("$rbd_nbd" list-mapped | wc -l)" = 1 ] || fail "list-mapped not empty after unmap"
+  [ -z "$("$rbd_nbd" list-mapped)" ] || fail "list-mapped not empty after unmap"
+  [ "$("$rbd_nbd" list-mapped --format json)" = "[]" ] || fail "list-mapped --format json not [] after unmap"
   ;;
 kill)
   # kill -9 of the daemon mid-write: the writer gets EIO within the io-timeout (ioctl and netlink

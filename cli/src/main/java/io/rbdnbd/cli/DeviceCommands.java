@@ -1,8 +1,10 @@
 package io.rbdnbd.cli;
 
+
 import com.typesafe.config.Config;
 import io.rbdnbd.actors.DeviceSupervisor;
 import io.rbdnbd.actors.KernelAttach;
+import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.nativeio.LibC;
 import io.rbdnbd.nativeio.NativeException;
@@ -222,14 +224,45 @@ final class DeviceCommands {
         }
     }
 
-    static int listMapped(PrintStream out) {
-        List<Mapping> ms = mappings();
-        out.printf("%-8s %-40s %-12s %s%n", "id", "image", "device", "cookie");
-        for (Mapping m : ms) {
-            out.printf("%-8d %-40s %-12s %s%n", m.pid(), m.image(), m.device(),
-                    NbdDevice.backendId(NbdDevice.index(m.device())).orElse("-"));
+    /** {@code list-mapped [--format plain|json|xml] [--pretty-format]} */
+    static int listMapped(String[] args, PrintStream out) throws UsageException {
+        String format = "plain";
+        boolean pretty = false;
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            if (a.equals("--format") && i + 1 < args.length) {
+                format = args[++i];
+            } else if (a.startsWith("--format=")) {
+                format = a.substring("--format=".length());
+            } else if (a.equals("--pretty-format")) {
+                pretty = true;
+            } else {
+                throw new UsageException("list-mapped: unknown option '" + a + "' (--format plain|json|xml, --pretty-format)");
+            }
         }
+        List<MappedListing.Row> rows = new ArrayList<>();
+        for (Mapping m : mappings()) {
+            String cookie = NbdDevice.backendId(NbdDevice.index(m.device())).orElse("");
+            rows.add(row(m, cookie));
+        }
+        out.print(MappedListing.format(rows, format, pretty));
+        out.flush();
         return 0;
+    }
+
+    /** Ceph's columns for a mapping; file: and memory: images show their spec as the image. */
+    static MappedListing.Row row(Mapping m, String cookie) {
+        ImageSpec spec;
+        try {
+            spec = ImageSpec.parse(m.image());
+        } catch (IllegalArgumentException e) {
+            spec = null;
+        }
+        if (spec instanceof ImageSpec.Rbd r) {
+            return new MappedListing.Row(m.pid(), r.pool(), r.namespace(), r.image(), r.snap() == null ? "" : r.snap(),
+                    m.device(), cookie);
+        }
+        return new MappedListing.Row(m.pid(), "", "", m.image(), "", m.device(), cookie);
     }
 
     /**

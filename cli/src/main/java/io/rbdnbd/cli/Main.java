@@ -47,7 +47,7 @@ public final class Main {
                     }
                     yield DeviceCommands.unmap(rest[0], out);
                 }
-                case "list-mapped" -> DeviceCommands.listMapped(out);
+                case "list-mapped" -> DeviceCommands.listMapped(rest, out);
                 default -> throw new UsageException("unknown command '" + command + "'");
             };
         } catch (UsageException e) {
@@ -94,8 +94,8 @@ public final class Main {
                       Serve a netlink device whose daemon died; the kernel replays the I/O it held.
                   unmap /dev/nbdN|IMAGE
                       Disconnect the device, let in-flight requests finish, and wait for its process to exit.
-                  list-mapped
-                      Devices mapped by rbd-nbd: id (pid), image, device.
+                  list-mapped [--format plain|json|xml] [--pretty-format]
+                      Devices mapped by rbd-nbd: id (pid), pool, namespace, image, snap, device, cookie.
 
                 RBD options (serve and map):
                   --id ID | --name client.ID   cephx user (default admin)
