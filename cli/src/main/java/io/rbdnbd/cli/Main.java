@@ -98,7 +98,8 @@ public final class Main {
                       Devices mapped by rbd-nbd: id (pid), pool, namespace, image, snap, device, cookie.
 
                 RBD options (serve and map):
-                  --id ID | --name client.ID   cephx user (default admin)
+                  --id ID | -n client.ID       cephx user (default admin; map also takes --name client.ID,
+                                               serve's --name is the export name)
                   -c, --conf PATH              ceph.conf (default $CEPH_CONF, /etc/ceph/CLUSTER.conf)
                   -k, --keyring PATH           keyring;  -m, --mon-host ADDRS   monitors;  --cluster NAME
                   --exclusive                  hold the image's exclusive lock: other clients cannot write

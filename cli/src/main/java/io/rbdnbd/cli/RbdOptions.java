@@ -37,6 +37,9 @@ final class RbdOptions {
         switch (a) {
             case "--id", "--user" -> ceph.put("id", value(args, i, a));
             case "-n", "--name" -> {
+                if (a.equals("--name") && command.equals("serve")) {
+                    return -1; // serve's --name is the export name; -n or --id name the client there
+                }
                 String name = value(args, i, a);
                 if (!name.startsWith("client.")) {
                     throw new UsageException(command + ": " + a + " wants client.ID, got '" + name + "'");

@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.fail;
  * Runs external programs (the NBD clients under test) with a timeout. Output goes to temporary
  * files, never pipes, so a chatty program cannot block on a full pipe.
  */
-final class Commands {
+public final class Commands {
     /** Generous default: the machine is small and shared with other builds. */
     static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(120);
     /** Failure messages quote at most this much of a program's output (its end). */
@@ -25,14 +25,22 @@ final class Commands {
     private Commands() {
     }
 
-    record Result(List<String> command, int exitCode, String stdout, String stderr, Duration took) {
+    /** What one command did; {@code timedOut} means it was killed after its timeout (exit code -1). */
+    public record Result(List<String> command, int exitCode, String stdout, String stderr, Duration took,
+                         boolean timedOut) {
+        public boolean succeeded() {
+            return !timedOut && exitCode == 0;
+        }
+
         /** Everything the program said, for failure messages. */
-        String output() {
+        public String output() {
             return stdout + (stderr.isEmpty() ? "" : (stdout.isEmpty() ? "" : "\n") + stderr);
         }
 
-        String describe() {
-            return "`" + String.join(" ", command) + "` exited " + exitCode + " after " + took.toMillis() + " ms\n"
+        public String describe() {
+            String how = timedOut ? "did not finish within " + took.toSeconds() + " s (killed)"
+                    : "exited " + exitCode + " after " + took.toMillis() + " ms";
+            return "`" + String.join(" ", command) + "` " + how + "\n"
                     + "--- stdout ---\n" + quote(stdout) + "\n--- stderr ---\n" + quote(stderr);
         }
     }
@@ -53,6 +61,18 @@ final class Commands {
     }
 
     static Result run(Duration timeout, Path dir, java.util.Map<String, String> env, String... command) {
+        Result r = execute(timeout, dir, env, command);
+        if (r.timedOut()) {
+            fail(r.describe());
+        }
+        return r;
+    }
+
+    /**
+     * Runs the command without judging it: a timeout kills it and its children and is reported in
+     * the result (fault tests expect some commands to hang).
+     */
+    public static Result execute(Duration timeout, Path dir, java.util.Map<String, String> env, String... command) {
         Path out = null;
         Path err = null;
         try {
@@ -68,16 +88,15 @@ final class Commands {
             pb.environment().putAll(env);
             long start = System.nanoTime();
             Process p = pb.start();
-            if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+            boolean done = p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS);
+            if (!done) {
+                p.descendants().forEach(ProcessHandle::destroyForcibly);
                 p.destroyForcibly();
                 p.waitFor(10, TimeUnit.SECONDS);
-                fail("`" + String.join(" ", command) + "` did not finish within " + timeout + "\n--- stdout ---\n"
-                        + quote(Files.readString(out, StandardCharsets.UTF_8)) + "\n--- stderr ---\n"
-                        + quote(Files.readString(err, StandardCharsets.UTF_8)));
             }
             Duration took = Duration.ofNanos(System.nanoTime() - start);
-            return new Result(List.of(command), p.exitValue(), Files.readString(out, StandardCharsets.UTF_8),
-                    Files.readString(err, StandardCharsets.UTF_8), took);
+            return new Result(List.of(command), done ? p.exitValue() : -1, Files.readString(out, StandardCharsets.UTF_8),
+                    Files.readString(err, StandardCharsets.UTF_8), took, !done);
         } catch (IOException e) {
             throw new AssertionError("cannot run " + Arrays.toString(command) + ": " + e, e);
         } catch (InterruptedException e) {

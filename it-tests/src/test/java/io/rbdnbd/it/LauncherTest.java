@@ -75,7 +75,7 @@ class LauncherTest {
                 Arguments.of(List.of("frobnicate"), "frobnicate"),
                 Arguments.of(List.of("serve"), "no image"),
                 Arguments.of(List.of("serve", "memory:1M"), "--socket"),
-                Arguments.of(List.of("serve", "rbd/pool/nothing", "--listen", "127.0.0.1:0"), "rbd/pool/nothing"),
+                Arguments.of(List.of("serve", "rbd/ns/img/extra", "--listen", "127.0.0.1:0"), "rbd/ns/img/extra"),
                 Arguments.of(List.of("serve", "memory:lots", "--listen", "127.0.0.1:0"), "lots"),
                 Arguments.of(List.of("serve", "file:", "--listen", "127.0.0.1:0"), "file:"),
                 Arguments.of(List.of("serve", "memory:1M", "--bogus", "--listen", "127.0.0.1:0"), "--bogus"),
@@ -240,7 +240,7 @@ class LauncherTest {
             assertFalse(p.isAlive(), "rbd-nbd serve memory:8000P neither served nor exited within 20 s\n--- stderr ---\n"
                     + Commands.quote(Files.readString(err)));
             Commands.Result r = new Commands.Result(List.of("rbd-nbd", "serve", "memory:8000P"), p.exitValue(),
-                    Files.readString(out), Files.readString(err), Duration.ZERO);
+                    Files.readString(out), Files.readString(err), Duration.ZERO, false);
             assertTrue(r.exitCode() == 1 || r.exitCode() == 2, "exit 1 or 2\n" + r.describe());
             assertOneClearLine(r, r.exitCode(), "memory");
         } finally {

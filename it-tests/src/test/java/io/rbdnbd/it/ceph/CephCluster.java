@@ -16,6 +16,7 @@ import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 
+import io.rbdnbd.it.Commands;
 import org.junit.jupiter.api.Assertions;
 import org.junit.jupiter.api.Assumptions;
 
@@ -64,7 +65,6 @@ public final class CephCluster {
     /** SIGTERM, memstore saving what the tests wrote, the mon marking the OSD down. */
     private static final Duration OSD_TIMEOUT = Duration.ofMinutes(3);
     private static final Duration STOP_TIMEOUT = Duration.ofSeconds(90);
-    private static final int QUOTE_CHARS = 6000;
     /** Daemons, tools and the Debian packages they come from (all needed to start a cluster). */
     private static final String[][] CLUSTER_TOOLS = {
         {"ceph-mon", "ceph-mon"}, {"ceph-osd", "ceph-osd"}, {"ceph-mgr", "ceph-mgr"}, {"ceph", "ceph-common"},
@@ -83,21 +83,6 @@ public final class CephCluster {
         this.conf = conf;
         this.dir = dir;
         this.script = script;
-    }
-
-    /** What one command did; {@code timedOut} means it was killed after its timeout. */
-    public record Result(List<String> command, int exitCode, String stdout, String stderr, Duration took,
-                         boolean timedOut) {
-        public boolean succeeded() {
-            return !timedOut && exitCode == 0;
-        }
-
-        public String describe() {
-            String how = timedOut ? "did not finish within " + took.toSeconds() + " s (killed)"
-                    : "exited " + exitCode + " after " + took.toMillis() + " ms";
-            return "`" + String.join(" ", command) + "` " + how + "\n--- stdout ---\n" + quote(stdout)
-                    + "\n--- stderr ---\n" + quote(stderr);
-        }
     }
 
     /**
@@ -131,7 +116,7 @@ public final class CephCluster {
                         + "the tests start their own cluster, or point it at the ceph.conf of a running one");
             }
             CephCluster cluster = new CephCluster(conf, null, null);
-            Result r = cluster.run(Duration.ofSeconds(60), "ceph", "--connect-timeout", "30", "health");
+            Commands.Result r = cluster.run(Duration.ofSeconds(60), "ceph", "--connect-timeout", "30", "health");
             if (!r.succeeded()) {
                 Assertions.fail("the cluster of CEPH_CONF=" + conf + " does not answer (unset CEPH_CONF to let the "
                         + "tests start their own):\n" + r.describe());
@@ -147,11 +132,11 @@ public final class CephCluster {
         CephCluster cluster = new CephCluster(dir.resolve("ceph.conf"), dir, script);
         // A JVM killed before its shutdown hook ran leaves its cluster behind: only that one is
         // stopped (the script checks every pid belongs to this directory).
-        Result leftover = cluster.run(STOP_TIMEOUT, "bash", script.toString(), "stop", dir.toString(), "--purge");
+        Commands.Result leftover = cluster.run(STOP_TIMEOUT, "bash", script.toString(), "stop", dir.toString(), "--purge");
         if (!leftover.succeeded()) {
             Assertions.fail("cannot clear the previous cluster directory " + dir + ":\n" + leftover.describe());
         }
-        Result start = cluster.run(START_TIMEOUT, "bash", script.toString(), "start", dir.toString());
+        Commands.Result start = cluster.run(START_TIMEOUT, "bash", script.toString(), "start", dir.toString());
         if (!start.succeeded()) {
             Assertions.fail("the test Ceph cluster did not start (" + script + " start " + dir + ").\n"
                     + "If the ports are taken, another cluster is running: stop it, or set CEPH_CONF to use it.\n"
@@ -168,7 +153,7 @@ public final class CephCluster {
 
     /** Shutdown hook: stop and purge this JVM's cluster, saying so when that fails. */
     private void stopQuietly() {
-        Result r = run(STOP_TIMEOUT, "bash", script.toString(), "stop", dir.toString(), "--purge");
+        Commands.Result r = run(STOP_TIMEOUT, "bash", script.toString(), "stop", dir.toString(), "--purge");
         if (!r.succeeded()) {
             System.err.println("[ceph] stopping the test cluster failed: " + r.describe());
         }
@@ -288,7 +273,7 @@ public final class CephCluster {
      */
     public void stopOsd() {
         requireOwned("stop the OSD");
-        Result r = run(OSD_TIMEOUT, "bash", script.toString(), "osd-stop", dir.toString());
+        Commands.Result r = run(OSD_TIMEOUT, "bash", script.toString(), "osd-stop", dir.toString());
         if (!r.succeeded()) {
             Assertions.fail("stopping osd.0 failed:\n" + r.describe());
         }
@@ -297,7 +282,7 @@ public final class CephCluster {
     /** Starts the OSD again (a no-op when it runs) and waits until {@code osd.0 up}; its data is back. */
     public void startOsd() {
         requireOwned("start the OSD");
-        Result r = run(OSD_TIMEOUT, "bash", script.toString(), "osd-start", dir.toString());
+        Commands.Result r = run(OSD_TIMEOUT, "bash", script.toString(), "osd-start", dir.toString());
         if (!r.succeeded()) {
             Assertions.fail("starting osd.0 failed:\n" + r.describe());
         }
@@ -309,11 +294,11 @@ public final class CephCluster {
     }
 
     /** Runs {@code program ARGS} with {@link #env()} and fails, quoting its output, unless it exits 0 in time. */
-    public Result ok(Duration timeout, String program, String... args) {
+    public Commands.Result ok(Duration timeout, String program, String... args) {
         List<String> cmd = new ArrayList<>();
         cmd.add(program);
         Collections.addAll(cmd, args);
-        Result r = run(timeout, cmd.toArray(String[]::new));
+        Commands.Result r = run(timeout, cmd.toArray(String[]::new));
         if (!r.succeeded()) {
             Assertions.fail(r.describe());
         }
@@ -324,51 +309,7 @@ public final class CephCluster {
      * Runs a command with {@link #env()} without judging it: a timeout kills it and is reported in
      * the result (fault tests expect some commands to hang). Output goes to files, never pipes.
      */
-    public Result run(Duration timeout, String... command) {
-        Path out = null;
-        Path err = null;
-        try {
-            out = Files.createTempFile("it-ceph-", ".out");
-            err = Files.createTempFile("it-ceph-", ".err");
-            ProcessBuilder pb = new ProcessBuilder(command)
-                    .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-                    .redirectOutput(out.toFile())
-                    .redirectError(err.toFile());
-            pb.environment().putAll(env());
-            long start = System.nanoTime();
-            Process p = pb.start();
-            boolean done = p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS);
-            if (!done) {
-                p.descendants().forEach(ProcessHandle::destroyForcibly);
-                p.destroyForcibly();
-                p.waitFor(10, TimeUnit.SECONDS);
-            }
-            Duration took = Duration.ofNanos(System.nanoTime() - start);
-            return new Result(List.of(command), done ? p.exitValue() : -1, Files.readString(out, StandardCharsets.UTF_8),
-                    Files.readString(err, StandardCharsets.UTF_8), took, !done);
-        } catch (IOException e) {
-            throw new AssertionError("cannot run " + Arrays.toString(command) + ": " + e, e);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new AssertionError("interrupted running " + Arrays.toString(command), e);
-        } finally {
-            deleteQuietly(out);
-            deleteQuietly(err);
-        }
-    }
-
-    private static String quote(String s) {
-        return s.length() <= QUOTE_CHARS ? s : "[... " + (s.length() - QUOTE_CHARS) + " chars cut ...]"
-                + s.substring(s.length() - QUOTE_CHARS);
-    }
-
-    private static void deleteQuietly(Path p) {
-        if (p != null) {
-            try {
-                Files.deleteIfExists(p);
-            } catch (IOException ignored) {
-                // a temporary file; the OS cleans /tmp eventually
-            }
-        }
+    public Commands.Result run(Duration timeout, String... command) {
+        return Commands.execute(timeout, null, env(), command);
     }
 }

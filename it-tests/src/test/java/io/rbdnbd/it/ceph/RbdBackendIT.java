@@ -1,6 +1,7 @@
 package io.rbdnbd.it.ceph;
 
 import io.rbdnbd.engine.backend.BackendException;
+import io.rbdnbd.it.Commands;
 import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.BlockBackendContract;
 import io.rbdnbd.engine.backend.ImageSpec;
@@ -184,7 +185,7 @@ class RbdBackendIT extends BlockBackendContract {
         String image = images.get(0);
         BlockBackend holder = open(rbd(image).withExclusive(true), false);
         await(holder.write(0, ByteString.fromArray(random(4096, 14)), true));
-        CephCluster.Result other = ceph.run(Duration.ofSeconds(60), "rbd", "bench", "--io-type", "write",
+        Commands.Result other = ceph.run(Duration.ofSeconds(60), "rbd", "bench", "--io-type", "write",
                 "--io-size", "4K", "--io-total", "64K", image);
         assertTrue(!other.succeeded() && !other.timedOut(),
                 "another client's write must fail (not succeed, not hang) while we hold the exclusive lock\n"
