@@ -37,19 +37,14 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 root=$(cd "$here/.." && pwd)
+BENCH_NAME=export-fio
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
-RUNTIME=${RUNTIME:-10}
-RAMP=${RAMP:-2}
-ROUNDS=${ROUNDS:-2}
-SIZE=${SIZE:-1G}
-JOBS=${JOBS-randread randwrite seqread seqwrite}
+set_run_defaults
 SERVERS=${SERVERS-ours nbdkit qemu}
 RSS_IMAGES=${RSS_IMAGES-file memory}
 SHM=${SHM:-/dev/shm}
-
-die() { echo "export-fio: $*" >&2; exit 1; }
-have() { command -v "$1" >/dev/null 2>&1; }
-log() { echo "[$(date +%T)] $*" >&2; }
 
 # ---------------------------------------------------------------- dependencies
 missing=()
@@ -66,18 +61,12 @@ if [ -n "$json_tool" ]; then have "$json_tool" || missing+=("$json_tool (JSON_TO
 elif have python3; then json_tool=python3
 elif have jq; then json_tool=jq
 else missing+=("python3 or jq for fio's JSON output (Debian package: python3-minimal or jq)"); fi
-if [ ! -d "$root/cli/target/lib" ] || [ ! -d "$root/cli/target/classes" ]; then
-  have mvn || missing+=("mvn, to build the project (Debian package: maven)")
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  printf 'export-fio: missing dependency: %s\n' "${missing[@]}" >&2
-  exit 2
-fi
+is_built || have mvn || missing+=("mvn, to build the project (Debian package: maven)")
+exit_if_missing "${missing[@]}"
 [ -d "$SHM" ] && [ -w "$SHM" ] || die "$SHM is not a writable directory (set SHM to a tmpfs)"
-case "$RUNTIME$RAMP$ROUNDS" in *[!0-9]*) die "RUNTIME, RAMP and ROUNDS must be whole numbers" ;; esac
-[ "$ROUNDS" -ge 1 ] && [ "$RUNTIME" -ge 1 ] || die "RUNTIME and ROUNDS must be at least 1"
+check_run_settings
 
-if [ ! -d "$root/cli/target/lib" ] || [ ! -d "$root/cli/target/classes" ]; then
+if ! is_built; then
   log "cli/target/lib missing: building (mvn -q -DskipTests package)"
   (cd "$root" && mvn -q -DskipTests package) || die "build failed"
 fi
@@ -93,7 +82,7 @@ declare -A server_pid server_uri
 cleanup() {
   local rc=$? pid i
   trap - EXIT INT TERM
-  if [ -n "$fio_pid" ]; then kill -TERM "$fio_pid" 2>/dev/null || true; wait "$fio_pid" 2>/dev/null || true; fi
+  kill_fio
   for pid in "${pids[@]}"; do
     kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
   done
@@ -115,32 +104,26 @@ cleanup() {
   rm -rf "$work"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_exit cleanup
 
 # Stops one server we started; for ours, checks that SIGTERM gives exit status 0.
 stop_server() { # pid name
-  local pid=$1 name=$2 rc=0 i
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null || rc=$?
-  local p keep=()
+  local pid=$1 name=$2 p keep=()
+  stop_pid "$pid" "$name"
   for p in "${pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
   pids=("${keep[@]}")
-  [ "$rc" -eq 0 ] || log "warning: $name (pid $pid) exited with status $rc after SIGTERM"
+  [ "$stop_status" -eq 0 ] || log "warning: $name (pid $pid) exited with status $stop_status after SIGTERM"
 }
 
-# Waits until the server listens on its socket (and, for ours, printed its URI).
+# Waits until the server listens on its socket (and, for ours, printed its URI); dies if it does not.
 wait_ready() { # pid sock name [stdout-file]
-  local pid=$1 sock=$2 name=$3 out=${4:-} i
-  for ((i = 0; i < 600; i++)); do
-    kill -0 "$pid" 2>/dev/null || { cat "$work/$name.log" >&2 2>/dev/null; die "$name exited during start-up"; }
-    if [ -S "$sock" ] && { [ -z "$out" ] || grep -q "socket=$sock" "$out"; }; then return 0; fi
-    sleep 0.1
-  done
-  die "$name did not listen on $sock within 60 s"
+  local pid=$1 sock=$2 name=$3 rc=0
+  wait_listening "$pid" "$sock" "${4:-}" || rc=$?
+  case "$rc" in
+    0) ;;
+    1) cat "$work/$name.log" >&2 2>/dev/null; die "$name exited during start-up" ;;
+    *) die "$name did not listen on $sock within 60 s" ;;
+  esac
 }
 
 start_server() { # name -> sets server_pid[name], server_uri[name]
@@ -163,41 +146,6 @@ start_server() { # name -> sets server_pid[name], server_uri[name]
   esac
   server_pid[$name]=$pid
   server_uri[$name]="nbd+unix:///?socket=$sock"
-}
-
-# utime + stime of the whole process (all threads), in clock ticks.
-cpu_ticks() { # pid (0 once the process is gone)
-  awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-
-# fio's JSON (the nbd engine prints a line before it) -> "iops bw_bytes p99_ns io_bytes".
-fio_extract() { # json-file read|write
-  if [ "$json_tool" = python3 ]; then
-    python3 - "$1" "$2" <<'EOF'
-import json, re, sys
-text = open(sys.argv[1]).read()
-m = re.search(r'^\{', text, re.M)
-if not m:
-    sys.exit("no JSON in " + sys.argv[1])
-d = json.JSONDecoder().raw_decode(text[m.start():])[0]["jobs"][0][sys.argv[2]]
-p99 = d.get("clat_ns", {}).get("percentile", {}).get("99.000000", 0)
-print(d["iops"], d["bw_bytes"], p99, d["io_bytes"])
-EOF
-  else
-    sed -n '/^{/,$p' "$1" | jq -r --arg d "$2" \
-      '.jobs[0][$d] | "\(.iops) \(.bw_bytes) \(.clat_ns.percentile["99.000000"] // 0) \(.io_bytes)"'
-  fi
-}
-
-# job -> "rw bs iodepth direction"
-job_spec() {
-  case "$1" in
-    randread) echo "randread 4k 256 read" ;;
-    randwrite) echo "randwrite 4k 256 write" ;;
-    seqread) echo "read 1M 16 read" ;;
-    seqwrite) echo "write 1M 16 write" ;;
-    *) die "unknown job '$1' (JOBS takes randread randwrite seqread seqwrite)" ;;
-  esac
 }
 
 raw="$work/raw.tsv"   # job server round iops bw_bytes p99_ns io_bytes cpu_ticks
@@ -228,7 +176,7 @@ run_failed() { # job server round spid
 
 run_job() { # job server round
   local job=$1 server=$2 round=$3 rw bs qd dir
-  read -r rw bs qd dir <<<"$(job_spec "$job")"
+  read -r rw bs _ qd dir <<<"$(job_spec "$job")"
   local json="$work/$job-$server-$round.json" spid=${server_pid[$server]}
   timeout -k 5 $(( RAMP + RUNTIME + 60 )) fio --name="$job" --ioengine=nbd --uri="${server_uri[$server]}" --thread \
       --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs=1 --size="$SIZE" --norandommap \
@@ -272,18 +220,12 @@ mkdir -p "$here/results"
 stamp=$(date +%Y%m%d-%H%M%S)
 report="$here/results/export-fio-$stamp.txt"
 started=$(date +%s)
-total_runs=$(( $(wc -w <<<"$JOBS") * ROUNDS * $(wc -w <<<"$SERVERS") ))
-log "$total_runs runs of ${RAMP}+${RUNTIME} s (+ prefill and the 16-connection runs); report: $report"
+log "$(run_count) runs of ${RAMP}+${RUNTIME} s (+ prefill and the 16-connection runs); report: $report"
 
 for s in $SERVERS; do start_server "$s"; done
 for s in $SERVERS; do prefill "$s"; done
 
-for job in $JOBS; do
-  job_spec "$job" >/dev/null
-  for ((round = 1; round <= ROUNDS; round++)); do
-    for s in $SERVERS; do run_job "$job" "$s" "$round"; done
-  done
-done
+run_rounds
 
 # Peers are done: stop them before the 16-connection runs so they cost no memory or CPU.
 for s in $SERVERS; do stop_server "${server_pid[$s]}" "$s"; done
@@ -340,18 +282,11 @@ elapsed=$(( $(date +%s) - started ))
 # ---------------------------------------------------------------- the report
 {
   echo "rbdnbd export benchmark (bench/export-fio.sh), $(date -Is)"
-  echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'); $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+  checkout_and_machine
   echo "$(fio --version); $(nbdkit --version 2>/dev/null | head -1); $(qemu-nbd --version 2>/dev/null | head -1 | cut -d' ' -f1-2); $(java -version 2>&1 | head -1)"
   echo "RUNTIME=$RUNTIME s RAMP=$RAMP s ROUNDS=$ROUNDS SIZE=$SIZE RBDNBD_JAVA_OPTS='${RBDNBD_JAVA_OPTS:-}'; took ${elapsed} s"
   echo
-  [ -n "$JOBS" ] && [ -n "$SERVERS" ] && awk -F'\t' -v hz="$CLK_TCK" -v servers="$SERVERS" -v jobs="$JOBS" -v failfile="$fails" '
-    function median(key,    n, i, j, v, a) {
-      n = cnt[key]
-      for (i = 1; i <= n; i++) a[i] = val[key, i]
-      for (i = 2; i <= n; i++) { v = a[i]; for (j = i - 1; j >= 1 && a[j] > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    function add(key, v) { val[key, ++cnt[key]] = v }
+  [ -n "$JOBS" ] && [ -n "$SERVERS" ] && awk -F'\t' -v hz="$CLK_TCK" -v servers="$SERVERS" -v jobs="$JOBS" -v failfile="$fails" "$AWK_REPORT_LIB"'
     {
       job = $1; s = $2
       thr = (job ~ /^rand/) ? $4 : $5 / 1048576
@@ -361,15 +296,13 @@ elapsed=$(( $(date +%s) - started ))
       seen[job, s] = 1
     }
     END {
-      while ((getline line < failfile) > 0) { split(line, F, "\t"); failed[F[1], F[2]]++ }
-      ns = split(servers, S, " "); nj = split(jobs, J, " ")
+      read_fails(failfile, failed)
+      ns = split(servers, S, " "); nj = unique_words(jobs, J)
       printf "%-22s %-7s %14s %10s %16s\n", "job", "server", "IOPS or MiB/s", "p99 ms", "server CPU-s/GiB"
       printf "%-22s %-7s %14s %10s %16s\n", "---", "------", "-------------", "------", "----------------"
       for (j = 1; j <= nj; j++) {
         job = J[j]
-        if (done_row[job]++) continue
-        label = job == "randread" ? "randread 4k QD256" : job == "randwrite" ? "randwrite 4k QD256" : \
-                job == "seqread" ? "seqread 1M QD16" : job == "seqwrite" ? "seqwrite 1M QD16" : job
+        label = job_label(job)
         unit = (job ~ /^rand/) ? "IOPS" : "MiB/s"
         for (i = 1; i <= ns; i++) {
           s = S[i]
@@ -388,7 +321,6 @@ elapsed=$(( $(date +%s) - started ))
       print "ours / best peer (throughput, medians); target from the issue: vs nbdkit memory"
       for (j = 1; j <= nj; j++) {
         job = J[j]
-        if (done_ratio[job]++) continue
         if (!((job, "ours") in med)) { if ((job, "ours") in failed) printf "  %-10s  ours: every run failed\n", job; continue }
         best = 0; bname = ""
         for (i = 1; i <= ns; i++) {

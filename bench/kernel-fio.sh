@@ -6,16 +6,20 @@
 # numbers are far below bare metal; the ratio is what this shows.
 # env: RUNTIME (10 s), ROUNDS (1), SIZE_MIB (384: both images live in the guest's tmpfs)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-[ -d "$here/cli/target/lib" ] || (cd "$here" && mvn -B -q -DskipTests package)
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+root=$(cd "$here/.." && pwd)
+BENCH_NAME=kernel-fio
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+is_built || (cd "$root" && mvn -B -q -DskipTests package)
 for t in fio qemu-nbd python3 /usr/bin/linux.uml; do
-  command -v "$t" >/dev/null || { echo "missing $t: run scripts/install-deps.sh test" >&2; exit 2; }
+  have "$t" || { echo "missing $t: run scripts/install-deps.sh test" >&2; exit 2; }
 done
-mkdir -p "$here/bench/results"
-out="$here/bench/results/kernel-fio-$(date +%Y%m%d-%H%M%S).txt"
-"$here/it-tests/uml/uml-run.sh" -m 2G -t 3000 -C "$here" -E "RBDNBD_HOME=$here" \
+mkdir -p "$here/results"
+out="$here/results/kernel-fio-$(date +%Y%m%d-%H%M%S).txt"
+"$root/it-tests/uml/uml-run.sh" -m 2G -t 3000 -C "$root" -E "RBDNBD_HOME=$root" \
   -E "RUNTIME=${RUNTIME:-10}" -E "ROUNDS=${ROUNDS:-1}" -E "SIZE_MIB=${SIZE_MIB:-384}" \
-  -- bash "$here/bench/guest/kernel-fio-guest.sh" | tee "$out.raw"
+  -- bash "$here/guest/kernel-fio-guest.sh" | tee "$out.raw"
 python3 - "$out.raw" <<'PY' | tee "$out"
 import sys, statistics, collections
 runs = collections.defaultdict(list); p99 = collections.defaultdict(list); units = {}

@@ -46,24 +46,20 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 root=$(cd "$here/.." && pwd)
+BENCH_NAME=rbd-fio
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
-RUNTIME=${RUNTIME:-10}
-RAMP=${RAMP:-2}
-ROUNDS=${ROUNDS:-2}
-SIZE=${SIZE:-1G}
-JOBS=${JOBS-randread randwrite seqread seqwrite}
+set_run_defaults
 SERVERS=${SERVERS-librbd qemu-nbd ours}
 RBD_CACHE=${RBD_CACHE:-false}
 IMAGE=bench
+json_tool=python3   # fio_extract's parser (no JSON_TOOL knob here: python3 is needed anyway)
 
-die() { echo "rbd-fio: $*" >&2; exit 1; }
-have() { command -v "$1" >/dev/null 2>&1; }
-log() { echo "[$(date +%T)] $*" >&2; }
 has_server() { case " $SERVERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # ---------------------------------------------------------------- dependencies and settings
-case "$RUNTIME$RAMP$ROUNDS" in *[!0-9]*) die "RUNTIME, RAMP and ROUNDS must be whole numbers" ;; esac
-if [ "$ROUNDS" -lt 1 ] || [ "$RUNTIME" -lt 1 ]; then die "RUNTIME and ROUNDS must be at least 1"; fi
+check_run_settings
 case "$RBD_CACHE" in true) qemu_cache=writeback ;; false) qemu_cache=none ;; *) die "RBD_CACHE must be true or false" ;; esac
 for s in $SERVERS; do
   case "$s" in librbd | qemu-nbd | ours) ;; *) die "unknown server '$s' (SERVERS takes librbd qemu-nbd ours)" ;; esac
@@ -87,10 +83,7 @@ done
 have python3 || missing+=("python3, for fio's JSON output (Debian package: python3-minimal)")
 have getconf || missing+=("getconf (Debian package: libc-bin)")
 if has_server ours; then have java || missing+=("java 17 (Debian package: openjdk-17-jre-headless)"); fi
-if [ ${#missing[@]} -gt 0 ]; then
-  printf 'rbd-fio: missing dependency: %s\n' "${missing[@]}" >&2
-  exit 2
-fi
+exit_if_missing "${missing[@]}"
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- bookkeeping and cleanup
@@ -114,7 +107,7 @@ keep_logs() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  if [ -n "$fio_pid" ]; then kill -TERM "$fio_pid" 2>/dev/null || true; wait "$fio_pid" 2>/dev/null || true; fi
+  kill_fio
   if [ -n "$spid" ]; then stop_server "$spid" cleanup || true; fi
   if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
     keep_logs
@@ -126,26 +119,15 @@ cleanup() {
   rm -rf "$work"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_exit cleanup
 
-cpu_ticks() { # pid -> utime+stime of every thread, in clock ticks (empty once gone)
-  awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || true
-}
-
-# SIGTERM, then SIGKILL after 30 s; a non-zero status of ours is worth a warning.
+# Stops the server of a run (stop_pid: SIGTERM, SIGKILL after 30 s) and forgets it; a status other
+# than 0 or 143 (killed by that SIGTERM) is worth a warning.
 stop_server() { # pid name
-  local pid=$1 name=$2 rc=0 i
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "  $name (pid $pid) ignored SIGTERM for 30 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || rc=$?
+  local pid=$1 name=$2
+  stop_pid "$pid" "$name"
   spid=
-  [ "$rc" -eq 0 ] || [ "$rc" -eq 143 ] || log "  warning: $name (pid $pid) exited with status $rc after SIGTERM"
+  [ "$stop_status" -eq 0 ] || [ "$stop_status" -eq 143 ] || log "  warning: $name (pid $pid) exited with status $stop_status after SIGTERM"
 }
 
 # A client that died with the image open keeps its exclusive lock until its watch times out
@@ -176,30 +158,28 @@ client_rbd_cache() { # pid
 
 # Starts the server of a run; sets spid and uri. Returns 1 when ours did not start.
 start_server() { # name n
-  local name=$1 n=$2 sock="$work/$1.sock" i why
+  local name=$1 n=$2 sock="$work/$1.sock" rc=0 why
   rm -f "$sock"
   case "$name" in
     qemu-nbd)
       qemu-nbd -f raw -x '' -t --cache="$qemu_cache" --aio=threads --socket "$sock" \
         "rbd:rbd/$IMAGE:conf=$CEPH_CONF" >"$work/qemu-nbd-$n.log" 2>&1 &
       spid=$!
-      for ((i = 0; i < 600; i++)); do
-        kill -0 "$spid" 2>/dev/null || { cat "$work/qemu-nbd-$n.log" >&2; spid=; die "qemu-nbd exited during start-up"; }
-        [ -S "$sock" ] && break
-        sleep 0.1
-      done
-      [ -S "$sock" ] || die "qemu-nbd did not listen on $sock within 60 s" ;;
+      wait_listening "$spid" "$sock" || rc=$?
+      case "$rc" in
+        0) ;;
+        1) cat "$work/qemu-nbd-$n.log" >&2; spid=; die "qemu-nbd exited during start-up" ;;
+        *) die "qemu-nbd did not listen on $sock within 60 s" ;;
+      esac ;;
     ours)
       "$root/bin/rbd-nbd" serve "rbd/$IMAGE" --socket "$sock" >"$work/ours-$n.out" 2>"$work/ours-$n.log" &
       spid=$!
-      for ((i = 0; i < 600; i++)); do
-        if ! kill -0 "$spid" 2>/dev/null; then wait "$spid" 2>/dev/null || true; spid=; break; fi
-        if [ -S "$sock" ] && grep -q "socket=" "$work/ours-$n.out"; then break; fi
-        sleep 0.1
-      done
-      if [ -n "$spid" ] && ! { [ -S "$sock" ] && grep -q "socket=" "$work/ours-$n.out"; }; then
-        stop_server "$spid" ours
-      fi
+      wait_listening "$spid" "$sock" "$work/ours-$n.out" || rc=$?
+      case "$rc" in
+        0) ;;
+        1) wait "$spid" 2>/dev/null || true; spid= ;;
+        *) stop_server "$spid" ours ;;
+      esac
       if [ -z "$spid" ]; then
         mkdir -p "$keep"
         cat "$work/ours-$n.out" "$work/ours-$n.log" >"$keep/ours-start-failed.log" 2>/dev/null || true
@@ -214,30 +194,6 @@ start_server() { # name n
       fi ;;
   esac
   uri="nbd+unix:///?socket=$sock"
-}
-
-# fio's JSON (the nbd engine prints a line before it) -> "iops bw_bytes p99_ns io_bytes".
-fio_extract() { # json-file read|write
-  python3 - "$1" "$2" <<'EOF'
-import json, re, sys
-text = open(sys.argv[1]).read()
-m = re.search(r'^\{', text, re.M)
-if not m:
-    sys.exit("no JSON in " + sys.argv[1])
-d = json.JSONDecoder().raw_decode(text[m.start():])[0]["jobs"][0][sys.argv[2]]
-p99 = d.get("clat_ns", {}).get("percentile", {}).get("99.000000", 0)
-print(d["iops"], d["bw_bytes"], p99, d["io_bytes"])
-EOF
-}
-
-job_spec() { # job -> "rw bs bytes-per-io iodepth direction"
-  case "$1" in
-    randread) echo "randread 4k 4096 256 read" ;;
-    randwrite) echo "randwrite 4k 4096 256 write" ;;
-    seqread) echo "read 1M 1048576 16 read" ;;
-    seqwrite) echo "write 1M 1048576 16 write" ;;
-    *) die "unknown job '$1' (JOBS takes randread randwrite seqread seqwrite)" ;;
-  esac
 }
 
 raw="$work/raw.tsv"      # job server round iops bw_bytes p99_ns ios server_cpu_s fio_cpu_s (measured window)
@@ -376,22 +332,15 @@ for p in $other; do [[ $mine == *" $p "* ]] || others+=("$p"); done
 
 # ---------------------------------------------------------------- the runs
 started=$(date +%s)
-total_runs=$(( $(wc -w <<<"$JOBS") * ROUNDS * $(wc -w <<<"$SERVERS") ))
-log "$total_runs runs of ${RAMP}+${RUNTIME} s; report: $report"
-n=0
-for job in $JOBS; do
-  job_spec "$job" >/dev/null
-  for ((round = 1; round <= ROUNDS; round++)); do
-    for s in $SERVERS; do n=$((n + 1)); run_job "$job" "$s" "$round" "$n"; done
-  done
-done
+log "$(run_count) runs of ${RAMP}+${RUNTIME} s; report: $report"
+run_rounds
 elapsed=$(( $(date +%s) - started ))
 
 # ---------------------------------------------------------------- the report
 {
   echo "# bench/rbd-fio.sh, $(date -Is)"
   echo
-  echo "- commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'); $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+  echo "- $(checkout_and_machine)"
   echo "- $(fio --version); $(qemu-nbd --version 2>/dev/null | head -1 | cut -d' ' -f1-2); $(ceph --version | cut -d' ' -f1-3); $(java -version 2>&1 | head -1)"
   echo "- cluster: 1 mon, 1 mgr, 1 memstore OSD (page set) on 127.0.0.1, started in $(awk -v m="$cluster_ms" 'BEGIN { printf "%.1f", m / 1000 }') s; image rbd/$IMAGE $SIZE, prefilled"
   seen=
@@ -402,14 +351,7 @@ elapsed=$(( $(date +%s) - started ))
   fi
   [ -n "$ours_broken" ] && echo "- **ours: $ours_broken**"
   echo
-  [ -n "$JOBS" ] && [ -n "$SERVERS" ] && awk -F'\t' -v servers="$SERVERS" -v jobs="$JOBS" -v failfile="$fails" '
-    function median(key,    n, i, j, v, a) {
-      n = cnt[key]
-      for (i = 1; i <= n; i++) a[i] = val[key, i]
-      for (i = 2; i <= n; i++) { v = a[i]; for (j = i - 1; j >= 1 && a[j] > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    function add(key, v) { val[key, ++cnt[key]] = v }
+  [ -n "$JOBS" ] && [ -n "$SERVERS" ] && awk -F'\t' -v servers="$SERVERS" -v jobs="$JOBS" -v failfile="$fails" "$AWK_REPORT_LIB"'
     function ratio(a, b) { return (b > 0 && a != "") ? sprintf("%.2f", a / b) : "-" }
     {
       k = $1 SUBSEP $2
@@ -418,15 +360,13 @@ elapsed=$(( $(date +%s) - started ))
       seen[k] = 1
     }
     END {
-      while ((getline line < failfile) > 0) { split(line, F, "\t"); nfail[F[1], F[2]]++ }
-      ns = split(servers, S, " "); nj = split(jobs, J, " ")
+      read_fails(failfile, nfail)
+      ns = split(servers, S, " "); nj = unique_words(jobs, J)
       print "| job | server | IOPS | MiB/s | p99 ms | server CPU-s / 100k I/Os |"
       print "|---|---|---:|---:|---:|---:|"
       for (j = 1; j <= nj; j++) {
         job = J[j]
-        if (done_row[job]++) continue
-        label = job == "randread" ? "randread 4k QD256" : job == "randwrite" ? "randwrite 4k QD256" : \
-                job == "seqread" ? "seqread 1M QD16" : job == "seqwrite" ? "seqwrite 1M QD16" : job
+        label = job_label(job)
         for (i = 1; i <= ns; i++) {
           s = S[i]; k = job SUBSEP s
           note = ((job, s) in nfail) ? sprintf(" (%d run(s) failed)", nfail[job, s]) : ""
@@ -441,7 +381,6 @@ elapsed=$(( $(date +%s) - started ))
       print "|---|---:|---:|---:|---:|"
       for (j = 1; j <= nj; j++) {
         job = J[j]
-        if (done_ratio[job]++) continue
         o = job SUBSEP "ours"; l = job SUBSEP "librbd"; q = job SUBSEP "qemu-nbd"
         if (!(o in seen)) { printf "| %s | ours: no run | | | |\n", job; continue }
         printf "| %s | %s | %s | %s | %s |\n", job, ratio(iops[o], (l in seen) ? iops[l] : 0),
