@@ -59,14 +59,16 @@ step "snapshot read-only, unmapped by spec"
 [ "$(rbd export rbd/img - 2>/dev/null | head -c 16M | md5sum)" = "$(md5sum < /run/data)" ] || fail "rbd export differs from what was written through $dev"
 step "unmapped; rbd export matches"
 
-# --exclusive: the lock is ours for as long as the device is mapped
-dev=$(map rbd/img --exclusive)
+# --exclusive: the lock is ours for as long as the device is mapped; --notrim: no discard offered
+dev=$(map rbd/img --exclusive --notrim)
+[ "$(cat "/sys/block/${dev#/dev/}/queue/discard_max_bytes")" = 0 ] || fail "$dev mapped --notrim offers discard"
+if blkdiscard -o 0 -l 1M "$dev" 2>/dev/null; then fail "blkdiscard on a --notrim device succeeded"; fi
 if timeout 60 rbd bench --io-type write --io-size 4K --io-total 64K rbd/img >/dev/null 2>&1; then
   fail "another client wrote while $dev held the exclusive lock"
 fi
 "$rbd_nbd" unmap "$dev" || fail "unmap the exclusive device"
 timeout 60 rbd bench --io-type write --io-size 4K --io-total 64K rbd/img >/dev/null 2>&1 || fail "writes still refused after unmap"
-step "--exclusive kept another writer out until unmap"
+step "--exclusive kept another writer out until unmap; --notrim offered no discard"
 
 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" stop "$ceph_dir" --purge || fail "cluster stop"
 echo "PASS kernel-rbd"

@@ -46,8 +46,9 @@ public final class KernelAttach {
      * @param reattachTimeoutSeconds netlink: how long the kernel holds I/O for a new daemon after ours dies
      * @param reattach          take over {@code device}, whose daemon died, instead of connecting a free one
      */
-    public record Params(String device, boolean readOnly, int ioTimeoutSeconds, boolean netlink, String cookie,
-                         int reattachTimeoutSeconds, boolean reattach) {
+    /** @param trim advertise TRIM and WRITE_ZEROES (Ceph's --notrim turns it off: discards then fail in the kernel) */
+    public record Params(String device, boolean readOnly, boolean trim, int ioTimeoutSeconds, boolean netlink,
+                         String cookie, int reattachTimeoutSeconds, boolean reattach) {
     }
 
     /** Sockets per device on the netlink path. */
@@ -86,9 +87,12 @@ public final class KernelAttach {
     }
 
     /** Kernel-visible flags: the ones the driver acts on, plus read-only. */
-    static int kernelFlags(boolean readOnly) {
+    static int kernelFlags(boolean readOnly, boolean trim) {
         int flags = Nbd.FLAG_HAS_FLAGS | Nbd.FLAG_SEND_FLUSH | Nbd.FLAG_SEND_FUA;
-        return readOnly ? flags | Nbd.FLAG_READ_ONLY : flags | Nbd.FLAG_SEND_TRIM | Nbd.FLAG_SEND_WRITE_ZEROES;
+        if (readOnly) {
+            return flags | Nbd.FLAG_READ_ONLY;
+        }
+        return trim ? flags | Nbd.FLAG_SEND_TRIM | Nbd.FLAG_SEND_WRITE_ZEROES : flags;
     }
 
     public static Behavior<Command> create(Params params, BlockBackend backend, EngineSettings settings,
@@ -217,7 +221,7 @@ public final class KernelAttach {
             try {
                 device.setBlockSize(512);
                 device.setSize(backend.size());
-                device.setFlags(kernelFlags(readOnly));
+                device.setFlags(kernelFlags(readOnly, params.trim()));
                 device.setTimeout(params.ioTimeoutSeconds());
                 device.setSocket(pair[0]);
             } catch (NativeException e) {
@@ -246,7 +250,7 @@ public final class KernelAttach {
                 try (NbdNetlink nl = NbdNetlink.open()) {
                     index[0] = nl.connect(params.device() == null ? -1 : NbdDevice.index(params.device()), kernelEnds,
                             backend.size(), 512, params.ioTimeoutSeconds(),
-                            kernelFlags(readOnly) | Nbd.FLAG_CAN_MULTI_CONN, params.reattachTimeoutSeconds(),
+                            kernelFlags(readOnly, params.trim()) | Nbd.FLAG_CAN_MULTI_CONN, params.reattachTimeoutSeconds(),
                             params.cookie());
                 }
             });

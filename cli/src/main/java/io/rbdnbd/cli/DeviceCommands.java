@@ -68,7 +68,7 @@ final class DeviceCommands {
         CompletableFuture<DeviceSupervisor.Report> ended = new CompletableFuture<>();
         ActorSystem<DeviceSupervisor.Command> system = ActorSystem.create(DeviceSupervisor.create(
                 new DeviceSupervisor.Params(o.image(), o.createSize(),
-                        new KernelAttach.Params(o.device(), o.readOnly(), o.ioTimeoutSeconds(),
+                        new KernelAttach.Params(o.device(), o.readOnly(), !o.noTrim(), o.ioTimeoutSeconds(),
                                 config.getBoolean("rbdnbd.kernel.netlink"), cookie, o.reattachTimeoutSeconds(), reattach),
                         config.getDuration("rbdnbd.kernel.size-poll-interval")),
                 settings, r -> {

@@ -85,7 +85,7 @@ public final class Main {
                       IMAGE is an RBD image [pool/[namespace/]]image[@snap] (pool rbd when left out),
                       file:PATH (--size SIZE creates it sparse when absent) or memory:SIZE.
 
-                  map IMAGE [--device /dev/nbdN] [--read-only] [--io-timeout S] [--size SIZE]
+                  map IMAGE [--device /dev/nbdN] [--read-only] [--notrim] [--io-timeout S] [--size SIZE]
                       Attach IMAGE to a kernel NBD device (the first free one unless --device) and print
                       the device once it is usable; a background process serves it until unmap.
                       [--reattach-timeout S] [--show-cookie] [--cookie C]
@@ -101,7 +101,8 @@ public final class Main {
                   --id ID | -n client.ID       cephx user (default admin; map also takes --name client.ID,
                                                serve's --name is the export name)
                   -c, --conf PATH              ceph.conf (default $CEPH_CONF, /etc/ceph/CLUSTER.conf)
-                  -k, --keyring PATH           keyring;  -m, --mon-host ADDRS   monitors;  --cluster NAME
+                  -k, --keyring PATH           keyring (--keyfile PATH: a file holding just the key)
+                  -m, --mon-host ADDRS         monitors;  --cluster NAME
                   --exclusive                  hold the image's exclusive lock: other clients cannot write
                   --snap-id ID                 serve a snapshot by id (read-only); or IMAGE@SNAP by name
                   --encryption-format luks1|luks2 --encryption-passphrase-file PATH

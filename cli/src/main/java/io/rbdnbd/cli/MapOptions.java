@@ -6,7 +6,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 /** Options of {@code map} (and of the device daemon it starts, which takes the same). */
-record MapOptions(String spec, ImageSpec image, String device, boolean readOnly, int ioTimeoutSeconds,
+record MapOptions(String spec, ImageSpec image, String device, boolean readOnly, boolean noTrim, int ioTimeoutSeconds,
                   long createSize, int reattachTimeoutSeconds, String cookie, boolean showCookie, RbdOptions rbd) {
 
     /** Kernel default I/O timeout, as Ceph's rbd-nbd leaves it. */
@@ -18,6 +18,7 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         String spec = null;
         String device = null;
         boolean readOnly = false;
+        boolean noTrim = false;
         int timeout = DEFAULT_IO_TIMEOUT;
         long size = -1;
         int reattach = DEFAULT_REATTACH_TIMEOUT;
@@ -34,6 +35,7 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
             switch (a) {
                 case "--device" -> device = value(command, args, ++i, a);
                 case "--read-only" -> readOnly = true;
+                case "--notrim" -> noTrim = true;
                 case "--io-timeout", "--timeout" -> timeout = seconds(command, value(command, args, ++i, a), a);
                 case "--reattach-timeout" -> reattach = seconds(command, value(command, args, ++i, a), a);
                 case "--cookie" -> cookie = value(command, args, ++i, a);
@@ -75,7 +77,7 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         if (command.equals("attach") && device == null) {
             throw new UsageException("attach: --device /dev/nbdN is required");
         }
-        return new MapOptions(spec, image, device, readOnly, timeout, size, reattach, cookie, showCookie, rbd);
+        return new MapOptions(spec, image, device, readOnly, noTrim, timeout, size, reattach, cookie, showCookie, rbd);
     }
 
     private static String value(String command, String[] args, int i, String option) throws UsageException {
@@ -105,6 +107,9 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         }
         if (readOnly) {
             a.add("--read-only");
+        }
+        if (noTrim) {
+            a.add("--notrim");
         }
         a.addAll(List.of("--io-timeout", Integer.toString(ioTimeoutSeconds)));
         if (createSize >= 0) {

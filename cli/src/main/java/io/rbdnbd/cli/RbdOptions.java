@@ -49,6 +49,7 @@ final class RbdOptions {
             case "--cluster" -> ceph.put("cluster", value(args, i, a));
             case "-c", "--conf" -> ceph.put("conf", Path.of(value(args, i, a)).toAbsolutePath().toString());
             case "-k", "--keyring" -> ceph.put("keyring", Path.of(value(args, i, a)).toAbsolutePath().toString());
+            case "--keyfile" -> ceph.put("options.keyfile", Path.of(value(args, i, a)).toAbsolutePath().toString());
             case "-m", "--mon-host", "--mon_host" -> ceph.put("mon-host", value(args, i, a));
             case "--exclusive" -> {
                 exclusive = true;
@@ -121,6 +122,7 @@ final class RbdOptions {
             case "cluster" -> "--cluster";
             case "conf" -> "--conf";
             case "keyring" -> "--keyring";
+            case "options.keyfile" -> "--keyfile";
             default -> "--mon-host";
         }, v)));
         if (exclusive) {

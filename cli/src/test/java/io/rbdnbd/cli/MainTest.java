@@ -80,7 +80,8 @@ class MainTest {
 
     @Test
     void rbdOptionsReachTheSpecTheConfigAndTheDeviceDaemon() throws UsageException {
-        MapOptions m = MapOptions.parse("map", new String[]{"pool/ns/img", "--exclusive", "--id", "nbd", "-m",
+        MapOptions m = MapOptions.parse("map", new String[]{"pool/ns/img", "--exclusive", "--notrim", "--keyfile",
+                "/etc/ceph/nbd.key", "--id", "nbd", "-m",
                 "127.0.0.1:3300", "--encryption-format", "luks1", "--encryption-passphrase-file", "/etc/pass"});
         io.rbdnbd.engine.backend.ImageSpec.Rbd r = (io.rbdnbd.engine.backend.ImageSpec.Rbd) m.image();
         assertTrue(r.exclusive());
@@ -89,9 +90,13 @@ class MainTest {
         assertEquals("nbd", c.getString("rbdnbd.ceph.id"));
         assertEquals("127.0.0.1:3300", c.getString("rbdnbd.ceph.mon-host"));
         assertEquals("ceph", c.getString("rbdnbd.ceph.cluster"));
+        assertEquals("/etc/ceph/nbd.key", c.getString("rbdnbd.ceph.options.keyfile"));
+        assertEquals("false", c.getString("rbdnbd.ceph.options.rbd_cache"), "the reference options stay");
+        assertTrue(m.noTrim());
         MapOptions again = MapOptions.parse("map", m.toArgs().toArray(String[]::new));
         assertEquals(m.image(), again.image());
         assertEquals(m.rbd().toArgs(), again.rbd().toArgs());
+        assertTrue(again.noTrim());
     }
 
     @Test
