@@ -1,5 +1,6 @@
 package io.rbdnbd.actors;
 
+import com.typesafe.config.Config;
 import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.Backends;
 import io.rbdnbd.engine.backend.BlockBackend;
@@ -24,15 +25,42 @@ public final class DeviceSupervisor {
     private DeviceSupervisor() {
     }
 
-    /** @param sizePollInterval how often the image's size is asked for (a resize then reaches the kernel) */
-    public record Params(ImageSpec image, long createSize, KernelAttach.Params attach, Duration sizePollInterval) {
+    /**
+     * @param sizePollInterval how often the image's size is asked for (a resize then reaches the kernel)
+     * @param config           the device's configuration: the daemon's, with its own Ceph options over it
+     * @param attacher         what connects the image to a device: {@link KernelAttach} but in tests
+     */
+    public record Params(ImageSpec image, long createSize, KernelAttach.Params attach, Duration sizePollInterval,
+                         Config config, Attacher attacher) {
     }
+
+    /** Makes the actor that connects an image to a device and reports as {@link KernelAttach} does. */
+    @FunctionalInterface
+    public interface Attacher {
+        Behavior<KernelAttach.Command> create(KernelAttach.Params params, BlockBackend backend, EngineSettings settings,
+                                              ActorRef<KernelAttach.Report> reportTo);
+    }
+
+    /** The kernel's NBD driver. */
+    public static final Attacher KERNEL = KernelAttach::create;
 
     public interface Command {
     }
 
     /** Disconnect the device, then close the image. */
     public record Unmap() implements Command {
+    }
+
+    /** {@link KernelAttach.Detach}, then close the image. */
+    public record Detach() implements Command {
+    }
+
+    /** {@link KernelAttach.Stop} (SIGTERM), then close the image. */
+    public record Stop() implements Command {
+    }
+
+    /** {@link KernelAttach.Abort} (unmap --force), then close the image. */
+    public record ForceUnmap() implements Command {
     }
 
     private record FromAttach(KernelAttach.Report report) implements Command {
@@ -53,7 +81,8 @@ public final class DeviceSupervisor {
     public interface Report {
     }
 
-    public record Mapped(String device) implements Report {
+    /** @param netlink the device can be detached and re-attached */
+    public record Mapped(String device, String cookie, boolean netlink) implements Report {
     }
 
     public record MapFailed(String reason) implements Report {
@@ -68,21 +97,22 @@ public final class DeviceSupervisor {
             BlockBackend backend;
             try {
                 backend = Backends.open(params.image(), params.attach().readOnly(), params.createSize(),
-                        ctx.getSystem(), settings);
+                        params.config(), ctx.getSystem(), settings);
             } catch (BackendException | IllegalArgumentException e) {
                 listener.accept(new MapFailed(e.getMessage()));
                 return Behaviors.stopped();
             }
             ActorSystem<Void> system = ctx.getSystem();
             BlockBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
-                    () -> Backends.open(params.image(), params.attach().readOnly(), -1, system, settings), reopen,
+                    () -> Backends.open(params.image(), params.attach().readOnly(), -1, params.config(), system, settings),
+                    reopen,
                     ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
             ActorRef<KernelAttach.Report> adapter = ctx.messageAdapter(KernelAttach.Report.class, FromAttach::new);
             ActorRef<KernelAttach.Command> attach = ctx.spawn(
-                    KernelAttach.create(params.attach(), image, settings, adapter), "kernel-attach");
+                    params.attacher().create(params.attach(), image, settings, adapter), "kernel-attach");
             return Behaviors.withTimers(timers -> {
                 timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
-                return new Running(ctx, image, attach, listener).behavior();
+                return new Running(ctx, image, attach, params.attach().cookie(), listener).behavior();
             });
         });
     }
@@ -93,12 +123,14 @@ public final class DeviceSupervisor {
         private final BlockBackend backend;
         private final ActorRef<KernelAttach.Command> attach;
         private final Consumer<Report> listener;
+        private final String cookie;
         private String device;
         private long size;
 
-        Running(ActorContext<Command> ctx, BlockBackend backend, ActorRef<KernelAttach.Command> attach,
+        Running(ActorContext<Command> ctx, BlockBackend backend, ActorRef<KernelAttach.Command> attach, String cookie,
                 Consumer<Report> listener) {
             this.ctx = ctx;
+            this.cookie = cookie;
             this.backend = backend;
             this.attach = attach;
             this.listener = listener;
@@ -107,10 +139,10 @@ public final class DeviceSupervisor {
 
         Behavior<Command> behavior() {
             return Behaviors.receive(Command.class)
-                    .onMessage(Unmap.class, u -> {
-                        attach.tell(new KernelAttach.Disconnect());
-                        return Behaviors.same();
-                    })
+                    .onMessage(Unmap.class, u -> tellAttach(new KernelAttach.Disconnect()))
+                    .onMessage(Detach.class, u -> tellAttach(new KernelAttach.Detach()))
+                    .onMessage(Stop.class, u -> tellAttach(new KernelAttach.Stop()))
+                    .onMessage(ForceUnmap.class, u -> tellAttach(new KernelAttach.Abort()))
                     .onMessage(CheckSize.class, c -> {
                         ctx.pipeToSelf(backend.refreshSize(), (n, failure) -> new SizeIs(n == null ? -1 : n, failure));
                         return Behaviors.same();
@@ -135,7 +167,7 @@ public final class DeviceSupervisor {
                         KernelAttach.Report r = m.report();
                         if (r instanceof KernelAttach.Ready ready) {
                             device = ready.device();
-                            listener.accept(new Mapped(ready.device()));
+                            listener.accept(new Mapped(ready.device(), cookie, ready.netlink()));
                             return Behaviors.same();
                         }
                         String why = r instanceof KernelAttach.Detached d ? d.why()
@@ -145,12 +177,20 @@ public final class DeviceSupervisor {
                     })
                     .build();
         }
+
+        private Behavior<Command> tellAttach(KernelAttach.Command c) {
+            attach.tell(c);
+            return Behaviors.same();
+        }
     }
 
     private static Behavior<Command> closing(ActorContext<Command> ctx, Consumer<Report> listener, String device,
                                              String why, boolean neverMapped) {
         return Behaviors.receive(Command.class)
                 .onMessage(Unmap.class, u -> Behaviors.same())
+                .onMessage(Detach.class, u -> Behaviors.same())
+                .onMessage(Stop.class, u -> Behaviors.same())
+                .onMessage(ForceUnmap.class, u -> Behaviors.same())
                 .onMessage(CheckSize.class, c -> Behaviors.same())
                 .onMessage(SizeIs.class, s -> Behaviors.same())
                 .onMessage(FromImage.class, m -> Behaviors.same())

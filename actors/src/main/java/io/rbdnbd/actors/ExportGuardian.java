@@ -99,14 +99,16 @@ public final class ExportGuardian {
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             BlockBackend backend;
             try {
-                backend = Backends.open(params.image(), params.readOnly(), params.createSize(), ctx.getSystem(), settings);
+                backend = Backends.open(params.image(), params.readOnly(), params.createSize(),
+                        ctx.getSystem().settings().config(), ctx.getSystem(), settings);
             } catch (BackendException | IllegalArgumentException e) {
                 reportTo.tell(new Failed(e.getMessage()));
                 return Behaviors.stopped();
             }
             ActorSystem<Void> system = ctx.getSystem();
             BlockBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
-                    () -> Backends.open(params.image(), params.readOnly(), -1, system, settings), reopen,
+                    () -> Backends.open(params.image(), params.readOnly(), -1, system.settings().config(), system, settings),
+                    reopen,
                     ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
             ExportServer server = new ExportServer(ctx.getSystem(), settings,
                     new Export(params.name(), image, params.readOnly()));

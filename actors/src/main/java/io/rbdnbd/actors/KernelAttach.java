@@ -61,6 +61,26 @@ public final class KernelAttach {
     public record Disconnect() implements Command {
     }
 
+    /**
+     * Stop serving but leave a netlink device to the kernel, which holds its I/O for the
+     * re-attach timeout (Ceph's {@code detach}): reading stops, in-flight requests are answered,
+     * then our sockets close. An ioctl device cannot outlive its server, so there this is
+     * {@link Disconnect}.
+     */
+    public record Detach() implements Command {
+    }
+
+    /** What SIGTERM does (as Ceph's rbd-nbd): netlink devices {@link Detach}, ioctl ones {@link Disconnect}. */
+    public record Stop() implements Command {
+    }
+
+    /**
+     * Drop the device's I/O at once (unmap --force): our sockets are shut both ways, so the kernel
+     * fails every request it holds, and the device is disconnected.
+     */
+    public record Abort() implements Command {
+    }
+
     /** Tell the kernel the image now has {@code size} bytes. */
     public record Resize(long size) implements Command {
     }
@@ -77,7 +97,8 @@ public final class KernelAttach {
     public interface Report {
     }
 
-    public record Ready(String device) implements Report {
+    /** @param netlink attached through netlink (can be detached and re-attached) rather than the ioctls */
+    public record Ready(String device, boolean netlink) implements Report {
     }
 
     public record AttachFailed(String reason) implements Report {
@@ -164,7 +185,7 @@ public final class KernelAttach {
                 }, blocking), (v, failure) -> new DoItEnded(failure));
             }
             timers.startTimerWithFixedDelay(new CheckReady(), Duration.ofMillis(20));
-            return new Attached(ctx, timers, attachment, readOnly, reportTo).attaching();
+            return new Attached(ctx, timers, attachment, readOnly, params.reattachTimeoutSeconds(), reportTo).attaching();
         }));
     }
 
@@ -361,10 +382,12 @@ public final class KernelAttach {
         private boolean doItEnded;
         private int streamsLeft;
         private String why = "disconnected";
+        private final int reattachTimeout;
 
         Attached(ActorContext<Command> ctx, TimerScheduler<Command> timers, Attachment a, boolean readOnly,
-                 ActorRef<Report> reportTo) {
+                 int reattachTimeout, ActorRef<Report> reportTo) {
             this.ctx = ctx;
+            this.reattachTimeout = reattachTimeout;
             this.timers = timers;
             this.a = a;
             this.readOnly = readOnly;
@@ -383,7 +406,7 @@ public final class KernelAttach {
                                 setReadOnly();
                             }
                             ctx.getLog().info("{} ready ({} socket(s))", a.path, a.connections.size());
-                            reportTo.tell(new Ready(a.path));
+                            reportTo.tell(new Ready(a.path, a.device == null));
                         }
                         return Behaviors.same();
                     })
@@ -397,15 +420,20 @@ public final class KernelAttach {
                         }
                         return Behaviors.same();
                     })
-                    .onMessage(Disconnect.class, d -> {
-                        why = "unmapped";
+                    .onMessage(Disconnect.class, d -> disconnect())
+                    .onMessage(Stop.class, d -> a.device == null ? detach() : disconnect())
+                    .onMessage(Detach.class, d -> a.device == null ? detach() : disconnect())
+                    .onMessage(Abort.class, d -> {
+                        why = "unmapped (forced: in-flight I/O failed)";
+                        ctx.getLog().warn("{}: forced unmap, failing the I/O the kernel holds", a.path);
+                        for (FdConnection c : a.connections) {
+                            c.shutdownInput();
+                            c.shutdownOutput();
+                        }
                         try {
                             a.disconnect();
                         } catch (NativeException e) {
-                            ctx.getLog().warn("{}: {}; shutting the sockets instead", a.path, e.getMessage());
-                            for (FdConnection c : a.connections) {
-                                c.shutdownInput();
-                            }
+                            ctx.getLog().debug("{}: disconnect after forced shutdown: {}", a.path, e.getMessage());
                         }
                         return Behaviors.same();
                     })
@@ -434,6 +462,28 @@ public final class KernelAttach {
                         return maybeDone();
                     })
                     .build();
+        }
+
+        private Behavior<Command> disconnect() throws java.io.IOException {
+            why = "unmapped";
+            try {
+                a.disconnect();
+            } catch (NativeException e) {
+                ctx.getLog().warn("{}: {}; shutting the sockets instead", a.path, e.getMessage());
+                for (FdConnection c : a.connections) {
+                    c.shutdownInput();
+                }
+            }
+            return Behaviors.same();
+        }
+
+        /** Netlink only: stop reading; the streams answer what is in flight, then our sockets close. */
+        private Behavior<Command> detach() throws java.io.IOException {
+            why = "detached (the kernel holds the device for " + reattachTimeout + " s for attach)";
+            for (FdConnection c : a.connections) {
+                c.shutdownInput();
+            }
+            return Behaviors.same();
         }
 
         private void setReadOnly() {

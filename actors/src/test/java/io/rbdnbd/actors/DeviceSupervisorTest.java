@@ -31,7 +31,8 @@ class DeviceSupervisorTest {
     private ActorRef<DeviceSupervisor.Command> map(ImageSpec image, long createSize, String device,
                                                    TestProbe<DeviceSupervisor.Report> reports) {
         return testKit.spawn(DeviceSupervisor.create(new DeviceSupervisor.Params(image, createSize,
-                        new KernelAttach.Params(device, false, true, 0, false, "cookie", 0, false), Duration.ofSeconds(1)),
+                        new KernelAttach.Params(device, false, true, 0, false, "cookie", 0, false), Duration.ofSeconds(1),
+                        ConfigFactory.load(), DeviceSupervisor.KERNEL),
                 settings, reports.getRef()::tell));
     }
 

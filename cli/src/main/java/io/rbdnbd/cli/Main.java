@@ -21,33 +21,39 @@ public final class Main {
         System.exit(run(args, System.out, System.err));
     }
 
+    /** Commands, and which of them take Ceph's options (before or after the command word). */
+    private static final java.util.Set<String> COMMANDS = java.util.Set.of("serve", "map", "attach", "unmap", "detach",
+            "list-mapped", "stats", DaemonCommand.COMMAND);
+
+    /** Options of Ceph's rbd-nbd that take no value (every other option takes one). */
+    private static final java.util.Set<String> FLAGS = java.util.Set.of("--read-only", "--notrim", "--exclusive",
+            "--show-cookie", "--try-netlink", "--quiesce", "--pretty-format", "--force", "--exit-when-idle");
+
     static int run(String[] args, PrintStream out, PrintStream err) {
         if (args.length == 0 || args[0].equals("-h") || args[0].equals("--help") || args[0].equals("help")) {
             (args.length == 0 ? err : out).print(usage());
             return args.length == 0 ? EXIT_USAGE : 0;
         }
-        String command = args[0];
-        String[] rest = Arrays.copyOfRange(args, 1, args.length);
         try {
+            args = commandFirst(args);
+            String command = args[0];
+            String[] rest = Arrays.copyOfRange(args, 1, args.length);
             return switch (command) {
                 case "serve" -> {
                     ServeCommand serve = ServeCommand.parse(rest);
                     yield serve.run(loadConfig(serve.configOverrides()), out);
                 }
-                case "map" -> DeviceCommands.map(MapOptions.parse(command, rest), false, out);
-                case "attach" -> DeviceCommands.map(MapOptions.parse(command, rest), true, out);
-                case DeviceCommands.DAEMON_COMMAND, DeviceCommands.REATTACH_DAEMON_COMMAND -> {
-                    MapOptions options = MapOptions.parse(command, rest);
-                    yield DeviceCommands.daemon(options, command.equals(DeviceCommands.REATTACH_DAEMON_COMMAND),
-                            loadConfig(options.rbd().configOverrides()), out);
-                }
+                case "map" -> DeviceCommands.map(MapOptions.parse(command, rest), false, loadConfig(), out, err);
+                case "attach" -> DeviceCommands.map(MapOptions.parse(command, rest), true, loadConfig(), out, err);
                 case "unmap" -> {
-                    if (rest.length != 1) {
-                        throw new UsageException("unmap: give one device (/dev/nbdN) or image");
-                    }
-                    yield DeviceCommands.unmap(rest[0], out);
+                    boolean force = Arrays.asList(rest).contains("--force");
+                    String[] targets = Arrays.stream(rest).filter(a -> !a.equals("--force")).toArray(String[]::new);
+                    yield DeviceCommands.unmap(oneTarget(command, targets), force, loadConfig());
                 }
-                case "list-mapped" -> DeviceCommands.listMapped(rest, out);
+                case "detach" -> DeviceCommands.detach(oneTarget(command, rest), loadConfig());
+                case "list-mapped" -> DeviceCommands.listMapped(rest, loadConfig(), out);
+                case "stats" -> DeviceCommands.stats(rest, loadConfig(), out);
+                case DaemonCommand.COMMAND -> DaemonCommand.run(rest, loadConfig());
                 default -> throw new UsageException("unknown command '" + command + "'");
             };
         } catch (UsageException e) {
@@ -57,6 +63,9 @@ public final class Main {
         } catch (ConfigException e) {
             err.println("rbd-nbd: bad configuration: " + e.getMessage());
             return EXIT_FAILURE;
+        } catch (IllegalArgumentException e) { // a setting's value out of its range
+            err.println("rbd-nbd: bad configuration: " + e.getMessage());
+            return EXIT_FAILURE;
         } catch (CommandFailedException e) {
             err.println("rbd-nbd: " + e.getMessage());
             return EXIT_FAILURE;
@@ -64,12 +73,60 @@ public final class Main {
     }
 
     /**
-     * The command line's settings, then -D overrides, then application.conf or -Dconfig.file, then
-     * the daemon's defaults, then reference.conf.
+     * Ceph's rbd-nbd takes its options before the command too ({@code --device X map SPEC},
+     * {@code --log-file=P map ...}): moves the command word to the front.
+     */
+    static String[] commandFirst(String[] args) throws UsageException {
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            if (COMMANDS.contains(a) || (!a.startsWith("-") && i == 0)) {
+                if (i == 0) {
+                    return args;
+                }
+                String[] out = new String[args.length];
+                out[0] = a;
+                System.arraycopy(args, 0, out, 1, i);
+                System.arraycopy(args, i + 1, out, i + 1, args.length - i - 1);
+                return out;
+            }
+            if (!a.startsWith("-")) {
+                throw new UsageException("unknown command '" + a + "'");
+            }
+            if (!FLAGS.contains(a) && !a.contains("=")) {
+                i++; // its value
+            }
+        }
+        throw new UsageException("no command given");
+    }
+
+    private static String oneTarget(String command, String[] rest) throws UsageException {
+        if (rest.length != 1 || rest[0].startsWith("-")) {
+            throw new UsageException(command + ": give one device (/dev/nbdN) or image");
+        }
+        return rest[0];
+    }
+
+    /** The daemon's configuration file, read unless -Dconfig.file (or .resource, .url) names another. */
+    static final java.nio.file.Path SYSTEM_CONFIG = java.nio.file.Path.of("/etc/rbd-nbd/rbd-nbd.conf");
+
+    static Config loadConfig() {
+        return loadConfig(ConfigFactory.empty());
+    }
+
+    /**
+     * The command line's settings, then -D overrides, then -Dconfig.file (else
+     * /etc/rbd-nbd/rbd-nbd.conf when it exists), then the daemon's defaults, then reference.conf.
      */
     static Config loadConfig(Config commandLine) {
+        boolean named = System.getProperty("config.file") != null || System.getProperty("config.resource") != null
+                || System.getProperty("config.url") != null;
+        Config file = named ? ConfigFactory.defaultApplication()
+                : java.nio.file.Files.exists(SYSTEM_CONFIG)
+                ? ConfigFactory.parseFile(SYSTEM_CONFIG.toFile(), com.typesafe.config.ConfigParseOptions.defaults()
+                        .setAllowMissing(false))
+                : ConfigFactory.empty();
         return commandLine.withFallback(ConfigFactory.defaultOverrides())
-                .withFallback(ConfigFactory.defaultApplication())
+                .withFallback(file)
                 .withFallback(ConfigFactory.parseResources(Main.class.getClassLoader(), "rbdnbd-daemon.conf"))
                 .withFallback(ConfigFactory.defaultReference())
                 .resolve();
@@ -86,16 +143,32 @@ public final class Main {
                       file:PATH (--size SIZE creates it sparse when absent) or memory:SIZE.
 
                   map IMAGE [--device /dev/nbdN] [--read-only] [--notrim] [--io-timeout S] [--size SIZE]
+                      [--reattach-timeout S] [--show-cookie] [--cookie C] [--quiesce [--quiesce-hook PATH]]
+                      [--nbds_max N] [--max_part N] [--log-file PATH]
                       Attach IMAGE to a kernel NBD device (the first free one unless --device) and print
-                      the device once it is usable; a background process serves it until unmap.
-                      [--reattach-timeout S] [--show-cookie] [--cookie C]
-                      Netlink devices outlive a killed daemon for the re-attach timeout (default 30 s).
+                      the device once it is usable. The rbd-nbd daemon serves it; map starts the daemon
+                      when none runs (it exits again with its last device; its log: --log-file, else
+                      rbdnbd.daemon.log-file). Netlink devices outlive a killed daemon for the
+                      re-attach timeout (default 30 s).
                   attach --device /dev/nbdN [--cookie C] IMAGE
-                      Serve a netlink device whose daemon died; the kernel replays the I/O it held.
-                  unmap /dev/nbdN|IMAGE
-                      Disconnect the device, let in-flight requests finish, and wait for its process to exit.
+                      Serve a netlink device whose server died or was detached; the kernel replays the
+                      I/O it held.
+                  unmap [--force] /dev/nbdN|IMAGE
+                      Disconnect the device, let in-flight requests finish, close the image. --force fails
+                      the device's in-flight I/O at once instead.
+                  detach /dev/nbdN|IMAGE
+                      Stop serving a netlink device but leave it to the kernel for the re-attach timeout.
                   list-mapped [--format plain|json|xml] [--pretty-format]
-                      Devices mapped by rbd-nbd: id (pid), pool, namespace, image, snap, device, cookie.
+                      Devices mapped by rbd-nbd: id (the daemon's pid), pool, namespace, image, snap,
+                      device, cookie.
+                  stats [/dev/nbdN|IMAGE]
+                      Per-device state, I/O counts, rates, latency percentiles, errors, restarts.
+                  daemon [--exit-when-idle]
+                      Run the daemon in the foreground (systemd), mapping rbdnbd.daemon.devices.
+
+                Options may also stand before the command (--device /dev/nbd1 map IMAGE), and take
+                --option=value. Configuration: /etc/rbd-nbd/rbd-nbd.conf (or -Dconfig.file=PATH via
+                RBDNBD_JAVA_OPTS) over the defaults documented in reference.conf.
 
                 RBD options (serve and map):
                   --id ID | -n client.ID       cephx user (default admin; map also takes --name client.ID,
@@ -103,6 +176,7 @@ public final class Main {
                   -c, --conf PATH              ceph.conf (default $CEPH_CONF, /etc/ceph/CLUSTER.conf)
                   -k, --keyring PATH           keyring (--keyfile PATH: a file holding just the key)
                   -m, --mon-host ADDRS         monitors;  --cluster NAME
+                  --rbd-op-threads N           librbd op threads of the image's client
                   --exclusive                  hold the image's exclusive lock: other clients cannot write
                   --snap-id ID                 serve a snapshot by id (read-only); or IMAGE@SNAP by name
                   --encryption-format luks1|luks2 --encryption-passphrase-file PATH

@@ -2,12 +2,22 @@ package io.rbdnbd.cli;
 
 import io.rbdnbd.engine.backend.ImageSpec;
 
-import java.util.ArrayList;
-import java.util.List;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
 
-/** Options of {@code map} (and of the device daemon it starts, which takes the same). */
+/**
+ * Options of {@code map} and {@code attach}, as Ceph's rbd-nbd spells them. What they ask of the
+ * device becomes a daemon device entry ({@link #deviceEntry()}); the rest is for this command:
+ * printing the cookie, loading the nbd module, the log of a daemon it starts.
+ *
+ * @param nbdsMax  the nbd module's nbds_max when this command loads it; 0: the module's default
+ * @param maxPart  the nbd module's max_part when this command loads it; -1: the module's default
+ * @param logFile  where a daemon this command starts logs; null: rbdnbd.daemon.log-file
+ */
 record MapOptions(String spec, ImageSpec image, String device, boolean readOnly, boolean noTrim, int ioTimeoutSeconds,
-                  long createSize, int reattachTimeoutSeconds, String cookie, boolean showCookie, RbdOptions rbd) {
+                  long createSize, int reattachTimeoutSeconds, String cookie, boolean showCookie, RbdOptions rbd,
+                  boolean quiesce, String quiesceHook, int nbdsMax, int maxPart, String logFile) {
 
     /** Kernel default I/O timeout, as Ceph's rbd-nbd leaves it. */
     static final int DEFAULT_IO_TIMEOUT = 30;
@@ -25,6 +35,11 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         String cookie = null;
         boolean showCookie = false;
         RbdOptions rbd = new RbdOptions(command);
+        boolean quiesce = false;
+        String hook = null;
+        int nbdsMax = 0;
+        int maxPart = -1;
+        String logFile = null;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             int taken = rbd.accept(args, i);
@@ -32,12 +47,32 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
                 i = taken;
                 continue;
             }
+            if (a.startsWith("--") && a.contains("=")) { // Ceph also takes --option=value
+                String[] kv = a.split("=", 2);
+                String[] spread = new String[args.length + 1];
+                System.arraycopy(args, 0, spread, 0, i);
+                spread[i] = kv[0];
+                spread[i + 1] = kv[1];
+                System.arraycopy(args, i + 1, spread, i + 2, args.length - i - 1);
+                args = spread;
+                a = kv[0];
+                taken = rbd.accept(args, i);
+                if (taken >= 0) {
+                    i = taken;
+                    continue;
+                }
+            }
             switch (a) {
                 case "--device" -> device = value(command, args, ++i, a);
+                case "--quiesce" -> quiesce = true;
+                case "--quiesce-hook" -> hook = Path.of(value(command, args, ++i, a)).toAbsolutePath().toString();
+                case "--nbds_max", "--nbds-max" -> nbdsMax = wholeNumber(command, value(command, args, ++i, a), a);
+                case "--max_part", "--max-part" -> maxPart = wholeNumber(command, value(command, args, ++i, a), a);
+                case "--log-file", "--log_file" -> logFile = Path.of(value(command, args, ++i, a)).toAbsolutePath().toString();
                 case "--read-only" -> readOnly = true;
                 case "--notrim" -> noTrim = true;
-                case "--io-timeout", "--timeout" -> timeout = seconds(command, value(command, args, ++i, a), a);
-                case "--reattach-timeout" -> reattach = seconds(command, value(command, args, ++i, a), a);
+                case "--io-timeout", "--timeout" -> timeout = wholeNumber(command, value(command, args, ++i, a), a);
+                case "--reattach-timeout" -> reattach = wholeNumber(command, value(command, args, ++i, a), a);
                 case "--cookie" -> cookie = value(command, args, ++i, a);
                 case "--show-cookie" -> showCookie = true;
                 case "--try-netlink" -> {
@@ -77,7 +112,11 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         if (command.equals("attach") && device == null) {
             throw new UsageException("attach: --device /dev/nbdN is required");
         }
-        return new MapOptions(spec, image, device, readOnly, noTrim, timeout, size, reattach, cookie, showCookie, rbd);
+        if (hook != null && !quiesce) {
+            throw new UsageException(command + ": --quiesce-hook needs --quiesce");
+        }
+        return new MapOptions(spec, image, device, readOnly, noTrim, timeout, size, reattach, cookie, showCookie, rbd,
+                quiesce, hook, nbdsMax, maxPart, logFile);
     }
 
     private static String value(String command, String[] args, int i, String option) throws UsageException {
@@ -87,7 +126,7 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         return args[i];
     }
 
-    private static int seconds(String command, String s, String option) throws UsageException {
+    private static int wholeNumber(String command, String s, String option) throws UsageException {
         try {
             int v = Integer.parseInt(s);
             if (v < 0) {
@@ -95,34 +134,35 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
             }
             return v;
         } catch (NumberFormatException e) {
-            throw new UsageException(command + ": " + option + " wants whole seconds >= 0, got '" + s + "'");
+            throw new UsageException(command + ": " + option + " wants a whole number >= 0, got '" + s + "'");
         }
     }
 
-    /** The same options as arguments, for the device daemon's command line. */
-    List<String> toArgs() {
-        List<String> a = new ArrayList<>(List.of(spec));
+    /** The device this asks for, as a daemon device entry (see rbdnbd.daemon.device-defaults). */
+    Map<String, Object> deviceEntry(boolean attach) {
+        Map<String, Object> e = new LinkedHashMap<>();
+        e.put("image", spec);
         if (device != null) {
-            a.addAll(List.of("--device", device));
+            e.put("device", device);
         }
-        if (readOnly) {
-            a.add("--read-only");
-        }
-        if (noTrim) {
-            a.add("--notrim");
-        }
-        a.addAll(List.of("--io-timeout", Integer.toString(ioTimeoutSeconds)));
+        e.put("read-only", readOnly);
+        e.put("trim", !noTrim);
+        e.put("io-timeout", ioTimeoutSeconds);
+        e.put("reattach-timeout", reattachTimeoutSeconds);
         if (createSize >= 0) {
-            a.addAll(List.of("--size", Long.toString(createSize)));
+            e.put("size", createSize);
         }
-        a.addAll(List.of("--reattach-timeout", Integer.toString(reattachTimeoutSeconds)));
         if (cookie != null) {
-            a.addAll(List.of("--cookie", cookie));
+            e.put("cookie", cookie);
         }
-        if (showCookie) {
-            a.add("--show-cookie");
+        e.put("attach", attach);
+        if (quiesce) {
+            e.put("quiesce", true);
+            if (quiesceHook != null) {
+                e.put("quiesce-hook", quiesceHook);
+            }
         }
-        a.addAll(rbd.toArgs());
-        return a;
+        e.putAll(rbd.deviceEntry());
+        return e;
     }
 }

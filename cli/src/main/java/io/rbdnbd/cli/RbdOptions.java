@@ -51,6 +51,13 @@ final class RbdOptions {
             case "-k", "--keyring" -> ceph.put("keyring", Path.of(value(args, i, a)).toAbsolutePath().toString());
             case "--keyfile" -> ceph.put("options.keyfile", Path.of(value(args, i, a)).toAbsolutePath().toString());
             case "-m", "--mon-host", "--mon_host" -> ceph.put("mon-host", value(args, i, a));
+            case "--rbd-op-threads", "--rbd_op_threads" -> {
+                String n = value(args, i, a);
+                if (!n.matches("[1-9][0-9]{0,3}")) {
+                    throw new UsageException(command + ": " + a + " wants a thread count, got '" + n + "'");
+                }
+                ceph.put("options.rbd_op_threads", n);
+            }
             case "--exclusive" -> {
                 exclusive = true;
                 return i;
@@ -83,25 +90,11 @@ final class RbdOptions {
 
     /** The image with the open options applied; they are refused for images that are not RBD. */
     ImageSpec apply(ImageSpec image) throws UsageException {
-        boolean any = exclusive || snapId >= 0 || encryptionFormat != null || passphraseFile != null || !ceph.isEmpty();
-        if (!(image instanceof ImageSpec.Rbd rbd)) {
-            if (any) {
-                throw new UsageException(command + ": Ceph and RBD options apply to RBD images only, not " + image);
-            }
-            return image;
-        }
-        if ((encryptionFormat == null) != (passphraseFile == null)) {
-            throw new UsageException(command + ": --encryption-format and --encryption-passphrase-file go together");
+        if (!ceph.isEmpty() && !(image instanceof ImageSpec.Rbd)) {
+            throw new UsageException(command + ": Ceph and RBD options apply to RBD images only, not " + image);
         }
         try {
-            ImageSpec.Rbd r = rbd.withExclusive(exclusive);
-            if (snapId >= 0) {
-                r = r.withSnapId(snapId);
-            }
-            if (encryptionFormat != null) {
-                r = r.withEncryption(new ImageSpec.Rbd.Encryption(encryptionFormat, passphraseFile));
-            }
-            return r;
+            return ImageSpec.withOpenOptions(image, exclusive, snapId, encryptionFormat, passphraseFile);
         } catch (IllegalArgumentException e) {
             throw new UsageException(command + ": " + e.getMessage());
         }
@@ -114,27 +107,22 @@ final class RbdOptions {
         return ConfigFactory.parseMap(paths, command + " command line");
     }
 
-    /** The same options as arguments, for a child process. */
-    List<String> toArgs() {
-        List<String> a = new ArrayList<>();
-        ceph.forEach((k, v) -> a.addAll(List.of(switch (k) {
-            case "id" -> "--id";
-            case "cluster" -> "--cluster";
-            case "conf" -> "--conf";
-            case "keyring" -> "--keyring";
-            case "options.keyfile" -> "--keyfile";
-            default -> "--mon-host";
-        }, v)));
+    /** These options as keys of a daemon device entry (see rbdnbd.daemon.device-defaults). */
+    Map<String, Object> deviceEntry() {
+        Map<String, Object> e = new LinkedHashMap<>();
         if (exclusive) {
-            a.add("--exclusive");
+            e.put("exclusive", true);
         }
         if (snapId >= 0) {
-            a.addAll(List.of("--snap-id", Long.toString(snapId)));
+            e.put("snap-id", snapId);
         }
         if (encryptionFormat != null) {
-            a.addAll(List.of("--encryption-format", encryptionFormat, "--encryption-passphrase-file",
-                    passphraseFile.toString()));
+            e.put("encryption-format", encryptionFormat);
         }
-        return a;
+        if (passphraseFile != null) {
+            e.put("encryption-passphrase-file", passphraseFile.toString());
+        }
+        ceph.forEach((k, v) -> e.put("ceph." + k, v));
+        return e;
     }
 }

@@ -59,6 +59,17 @@ class MainTest {
             "serve p/i -n admin --socket /tmp/x | wants client.ID",
             "map p/i --name admin | wants client.ID",
             "map p/i --keyring | --keyring needs a value",
+            "map p/i --quiesce-hook /x | --quiesce-hook needs --quiesce",
+            "map p/i --rbd-op-threads many | wants a thread count",
+            "map p/i --nbds_max -1 | wants a whole number",
+            "--device | no command given",
+            "--device /dev/nbd0 frob img | unknown command 'frob'",
+            "unmap | give one device",
+            "unmap /dev/nbd0 /dev/nbd1 | give one device",
+            "detach | give one device",
+            "stats a b | at most one device",
+            "list-mapped --format yaml | must be plain, json or xml",
+            "daemon --frob | unknown option '--frob'",
             "serve memory:lots --socket /tmp/x | size 'lots' is not a number",
             "serve memory:1G --size 1G --socket /tmp/x | --size applies to file: images only",
             "serve memory:1G memory:2G --socket /tmp/x | one image only",
@@ -93,10 +104,43 @@ class MainTest {
         assertEquals("/etc/ceph/nbd.key", c.getString("rbdnbd.ceph.options.keyfile"));
         assertEquals("false", c.getString("rbdnbd.ceph.options.rbd_cache"), "the reference options stay");
         assertTrue(m.noTrim());
-        MapOptions again = MapOptions.parse("map", m.toArgs().toArray(String[]::new));
-        assertEquals(m.image(), again.image());
-        assertEquals(m.rbd().toArgs(), again.rbd().toArgs());
-        assertTrue(again.noTrim());
+        // what the daemon gets: the same image, open options and Ceph settings
+        io.rbdnbd.actors.daemon.DeviceRequest d = io.rbdnbd.actors.daemon.DeviceRequest.from(
+                io.rbdnbd.actors.daemon.DeviceRequest.parse(io.rbdnbd.actors.daemon.DeviceRequest.render(
+                        io.rbdnbd.actors.daemon.DeviceRequest.entry(m.deviceEntry(false), "test")), "wire"),
+                c.getConfig(io.rbdnbd.actors.daemon.DeviceRequest.DEFAULTS));
+        assertEquals(m.image(), d.image());
+        assertEquals("pool/ns/img", d.spec());
+        assertTrue(!d.trim() && !d.readOnly() && !d.attach());
+        com.typesafe.config.Config device = d.deviceConfig(c);
+        assertEquals("nbd", device.getString("rbdnbd.ceph.id"));
+        assertEquals("/etc/ceph/nbd.key", device.getString("rbdnbd.ceph.options.keyfile"));
+        assertEquals("false", device.getString("rbdnbd.ceph.options.rbd_cache"), "the daemon's options stay");
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+            "map img | map img",
+            "--device /dev/nbd1 map img | map --device /dev/nbd1 img",
+            "--log-file=/tmp/l map img --read-only | map --log-file=/tmp/l img --read-only",
+            "--rbd-op-threads 4 --read-only map img | map --rbd-op-threads 4 --read-only img",
+            "--id map map img | map --id map img",
+            "list-mapped --format json | list-mapped --format json",
+    })
+    void cephOptionsMayStandBeforeTheCommand(String args, String expected) throws UsageException {
+        assertEquals(expected, String.join(" ", Main.commandFirst(args.trim().split("\\s+"))));
+    }
+
+    @Test
+    void optionsTakeCephsEqualsForm() throws UsageException {
+        MapOptions m = MapOptions.parse("map", new String[]{"img", "--device=/dev/nbd3", "--id=nbd", "--io-timeout=0",
+                "--quiesce", "--quiesce-hook=/bin/hook", "--nbds_max=16", "--max_part=4"});
+        assertEquals("/dev/nbd3", m.device());
+        assertEquals(0, m.ioTimeoutSeconds());
+        assertEquals("nbd", m.deviceEntry(false).get("ceph.id"));
+        assertEquals("/bin/hook", m.quiesceHook());
+        assertEquals(16, m.nbdsMax());
+        assertEquals(4, m.maxPart());
     }
 
     @Test

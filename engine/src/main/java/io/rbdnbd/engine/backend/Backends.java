@@ -1,5 +1,6 @@
 package io.rbdnbd.engine.backend;
 
+import com.typesafe.config.Config;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.nativeio.NativeException;
 import org.apache.pekko.actor.ClassicActorSystemProvider;
@@ -18,15 +19,17 @@ public final class Backends {
      *
      * @param createSize for {@code file:} images, the size to create the file with when it does
      *                   not exist; -1 to require an existing file
+     * @param config     where {@code rbdnbd.ceph} is read from (the image's own Ceph options over
+     *                   the daemon's)
      * @throws BackendException naming the image and what failed
      */
     public static BlockBackend open(ImageSpec spec, boolean readOnly, long createSize,
-                                    ClassicActorSystemProvider system, EngineSettings settings) {
+                                    Config config, ClassicActorSystemProvider system, EngineSettings settings) {
         if (spec instanceof ImageSpec.MemoryImage m) {
             return new MemoryBackend(m.size());
         }
         if (spec instanceof ImageSpec.Rbd r) {
-            return RbdBackend.open(r, readOnly, CephSettings.from(system.classicSystem().settings().config()),
+            return RbdBackend.open(r, readOnly, CephSettings.from(config),
                     system.classicSystem().dispatchers().lookup(RBD_BLOCKING_DISPATCHER));
         }
         if (spec instanceof ImageSpec.FileImage f) {

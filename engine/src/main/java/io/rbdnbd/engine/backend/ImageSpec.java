@@ -74,6 +74,33 @@ public sealed interface ImageSpec {
         }
     }
 
+    /**
+     * The image with Ceph's open options applied (--exclusive, --snap-id, --encryption-format with
+     * --encryption-passphrase-file); images that are not RBD take none of them.
+     *
+     * @param snapId            -1 for none
+     * @param encryptionFormat  null for none; then {@code passphraseFile} is null too
+     * @throws IllegalArgumentException with a message fit for the operator
+     */
+    static ImageSpec withOpenOptions(ImageSpec image, boolean exclusive, long snapId, String encryptionFormat,
+                                     Path passphraseFile) {
+        boolean any = exclusive || snapId >= 0 || encryptionFormat != null || passphraseFile != null;
+        if (!(image instanceof Rbd rbd)) {
+            if (any) {
+                throw new IllegalArgumentException("RBD options apply to RBD images only, not " + image);
+            }
+            return image;
+        }
+        if ((encryptionFormat == null) != (passphraseFile == null)) {
+            throw new IllegalArgumentException("--encryption-format and --encryption-passphrase-file go together");
+        }
+        Rbd r = rbd.withExclusive(exclusive);
+        if (snapId >= 0) {
+            r = r.withSnapId(snapId);
+        }
+        return encryptionFormat == null ? r : r.withEncryption(new Rbd.Encryption(encryptionFormat, passphraseFile));
+    }
+
     /** @throws IllegalArgumentException with a message fit for the operator */
     static ImageSpec parse(String spec) {
         if (spec == null || spec.isBlank()) {

@@ -1,6 +1,7 @@
 package io.rbdnbd.engine.stream;
 
 import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
 
 /** The {@code rbdnbd.engine} section of the configuration (documented in reference.conf). */
 public record EngineSettings(int iodepth, long maxInFlightBytes, int maxPayload, int replyBatchBytes,
@@ -18,22 +19,19 @@ public record EngineSettings(int iodepth, long maxInFlightBytes, int maxPayload,
                 c.getDuration("drain-timeout").toMillis(),
                 c.getString("socket-io-dispatcher"),
                 c.getString("file-io-dispatcher"));
-        s.check();
+        require(c, "iodepth", s.iodepth >= 1 && s.iodepth <= 65536, "must be 1..65536, is " + s.iodepth);
+        require(c, "max-in-flight-bytes", s.maxInFlightBytes >= 1, "must be positive");
+        require(c, "max-payload", s.maxPayload >= 4096 && s.maxPayload <= (32 << 20),
+                "must be 4 KiB..32 MiB, is " + s.maxPayload);
+        require(c, "reply-batch-bytes", s.replyBatchBytes >= 1, "must be positive");
+        require(c, "socket-read-bytes", s.socketReadBytes >= 4096, "must be at least 4 KiB");
         return s;
     }
 
-    private void check() {
-        require(iodepth >= 1 && iodepth <= 65536, "rbdnbd.engine.iodepth must be 1..65536, is " + iodepth);
-        require(maxInFlightBytes >= 1, "rbdnbd.engine.max-in-flight-bytes must be positive");
-        require(maxPayload >= 4096 && maxPayload <= (32 << 20),
-                "rbdnbd.engine.max-payload must be 4 KiB..32 MiB, is " + maxPayload);
-        require(replyBatchBytes >= 1, "rbdnbd.engine.reply-batch-bytes must be positive");
-        require(socketReadBytes >= 4096, "rbdnbd.engine.socket-read-bytes must be at least 4 KiB");
-    }
-
-    private static void require(boolean ok, String message) {
+    /** @throws ConfigException.BadValue naming the file and line the value came from */
+    private static void require(Config c, String key, boolean ok, String message) {
         if (!ok) {
-            throw new IllegalArgumentException(message);
+            throw new ConfigException.BadValue(c.getValue(key).origin(), "rbdnbd.engine." + key, message);
         }
     }
 }

@@ -1,0 +1,237 @@
+package io.rbdnbd.actors.daemon;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+import com.typesafe.config.ConfigRenderOptions;
+import com.typesafe.config.ConfigValueFactory;
+import io.rbdnbd.engine.backend.ImageSpec;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Scheduler;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.Channels;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.function.Function;
+
+/**
+ * The daemon's control socket: a Unix socket only its owner (root) can open, for {@code map},
+ * {@code unmap}, {@code detach}, {@code list-mapped} and {@code stats}. One request per
+ * connection, one line of JSON each way (see {@link ControlProtocol}); a request waits for its
+ * answer (a map until the device is usable).
+ */
+public final class ControlServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(ControlServer.class);
+    /** Longest request line accepted: a device entry is a few hundred bytes. */
+    private static final int MAX_LINE = 64 * 1024;
+
+    /** What the server asks of the daemon; the daemon's actor in production. */
+    public interface Handler {
+        /** Answers one request (already parsed) with the response object. */
+        CompletionStage<Map<String, Object>> handle(Config request);
+    }
+
+    private final Path path;
+    private final ServerSocketChannel server;
+    private final ExecutorService connections;
+    private final Thread acceptor;
+
+    private ControlServer(Path path, ServerSocketChannel server, Handler handler) {
+        this.path = path;
+        this.server = server;
+        this.connections = Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "rbdnbd-control-connection");
+            t.setDaemon(true);
+            return t;
+        });
+        this.acceptor = new Thread(() -> acceptLoop(handler), "rbdnbd-control");
+        acceptor.setDaemon(true);
+    }
+
+    /**
+     * Binds {@code path} (its directory made 0700, the socket 0600) and serves until closed. A
+     * socket file left by a dead daemon is replaced: the caller holds the daemon lock, so no live
+     * daemon can own it.
+     */
+    public static ControlServer start(Path path, Handler handler) throws IOException {
+        Path dir = path.toAbsolutePath().getParent();
+        Files.createDirectories(dir);
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
+        Files.deleteIfExists(path);
+        ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        server.bind(UnixDomainSocketAddress.of(path));
+        Files.setPosixFilePermissions(path, PosixFilePermissions.fromString("rw-------"));
+        ControlServer s = new ControlServer(path, server, handler);
+        s.acceptor.start();
+        log.info("control socket {}", path);
+        return s;
+    }
+
+    /** The handler that asks the daemon's actor. */
+    public static Handler daemonHandler(ActorRef<DaemonGuardian.Command> daemon, Scheduler scheduler,
+                                        Config deviceDefaults, Duration mapTimeout) {
+        return request -> {
+            String op = request.hasPath("op") ? request.getString("op") : "";
+            Duration timeout = mapTimeout.plusSeconds(5);
+            switch (op) {
+                case ControlProtocol.MAP -> {
+                    DeviceRequest r;
+                    try {
+                        r = DeviceRequest.from(request.getConfig("device"), deviceDefaults);
+                    } catch (ConfigException e) {
+                        return done(ControlProtocol.error(e.getMessage()));
+                    }
+                    return ControlServer.<DaemonGuardian.MapReply>ask(daemon, scheduler, timeout,
+                            to -> new DaemonGuardian.Map(r, to), reply -> reply.error() != null
+                            ? ControlProtocol.error(reply.error())
+                            : ControlProtocol.ok(Map.of("device", reply.device(), "cookie", reply.cookie())));
+                }
+                case ControlProtocol.UNMAP -> {
+                    return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout, to -> new DaemonGuardian.Unmap(request.getString("target"),
+                            request.hasPath("force") && request.getBoolean("force"), to), ControlServer::reply);
+                }
+                case ControlProtocol.DETACH -> {
+                    return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout,
+                            to -> new DaemonGuardian.Detach(request.getString("target"), to), ControlServer::reply);
+                }
+                case ControlProtocol.LIST -> {
+                    return ControlServer.<DaemonGuardian.Listing>ask(daemon, scheduler, timeout, DaemonGuardian.ListDevices::new,
+                            listing -> {
+                        List<Map<String, Object>> rows = new ArrayList<>();
+                        for (DaemonGuardian.Device d : listing.devices()) {
+                            rows.add(row(d));
+                        }
+                        return ControlProtocol.ok(Map.of("devices", rows));
+                    });
+                }
+                default -> {
+                    return done(ControlProtocol.error("unknown control request '" + op + "'"));
+                }
+            }
+        };
+    }
+
+    /** Ceph's list-mapped columns for a device. */
+    private static Map<String, Object> row(DaemonGuardian.Device d) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("id", d.pid());
+        if (d.image() instanceof ImageSpec.Rbd r) {
+            m.put("pool", r.pool());
+            m.put("namespace", r.namespace());
+            m.put("image", r.image());
+            m.put("snap", r.snap() != null ? r.snap() : r.snapId() >= 0 ? "@" + r.snapId() : "");
+        } else {
+            m.put("pool", "");
+            m.put("namespace", "");
+            m.put("image", d.spec());
+            m.put("snap", "");
+        }
+        m.put("device", d.device());
+        m.put("cookie", d.cookie());
+        m.put("state", d.state());
+        return m;
+    }
+
+    private static Map<String, Object> reply(DaemonGuardian.Reply r) {
+        return r.error() != null ? ControlProtocol.error(r.error()) : ControlProtocol.ok(Map.of());
+    }
+
+    private static <T> CompletionStage<Map<String, Object>> ask(ActorRef<DaemonGuardian.Command> daemon,
+            Scheduler scheduler, Duration timeout, org.apache.pekko.japi.function.Function<ActorRef<T>, DaemonGuardian.Command> message,
+            Function<T, Map<String, Object>> answer) {
+        return AskPattern.ask(daemon, message, timeout, scheduler).thenApply(answer)
+                .exceptionally(t -> ControlProtocol.error("the daemon did not answer within " + timeout.toSeconds()
+                        + " s (" + t + ")"));
+    }
+
+    private static CompletionStage<Map<String, Object>> done(Map<String, Object> m) {
+        return java.util.concurrent.CompletableFuture.completedFuture(m);
+    }
+
+    private void acceptLoop(Handler handler) {
+        while (server.isOpen()) {
+            SocketChannel c;
+            try {
+                c = server.accept();
+            } catch (IOException e) {
+                if (server.isOpen()) {
+                    log.error("control socket {}: accept failed: {}", path, e.toString());
+                }
+                return;
+            }
+            connections.execute(() -> serve(c, handler));
+        }
+    }
+
+    private static void serve(SocketChannel c, Handler handler) {
+        try (c) {
+            BufferedReader in = new BufferedReader(new InputStreamReader(Channels.newInputStream(c), StandardCharsets.UTF_8));
+            String line = readLine(in);
+            Map<String, Object> response;
+            if (line == null) {
+                return;
+            }
+            try {
+                Config request = DeviceRequest.parse(line, "control request");
+                response = handler.handle(request).toCompletableFuture().join();
+            } catch (ConfigException e) {
+                response = ControlProtocol.error("malformed control request: " + e.getMessage());
+            } catch (RuntimeException e) {
+                log.error("control request failed", e);
+                response = ControlProtocol.error("the daemon failed to answer: " + e);
+            }
+            OutputStream out = Channels.newOutputStream(c);
+            out.write((ConfigValueFactory.fromMap(response).render(ConfigRenderOptions.concise()) + "\n")
+                    .getBytes(StandardCharsets.UTF_8));
+            out.flush();
+        } catch (IOException e) {
+            log.debug("control connection: {}", e.toString());
+        }
+    }
+
+    private static String readLine(BufferedReader in) throws IOException {
+        StringBuilder b = new StringBuilder();
+        for (int ch; (ch = in.read()) >= 0; ) {
+            if (ch == '\n') {
+                return b.toString();
+            }
+            if (b.length() >= MAX_LINE) {
+                throw new IOException("control request longer than " + MAX_LINE + " bytes");
+            }
+            b.append((char) ch);
+        }
+        return b.length() == 0 ? null : b.toString();
+    }
+
+    /** Stops accepting and removes the socket file. */
+    @Override
+    public void close() {
+        try {
+            server.close();
+            Files.deleteIfExists(path);
+        } catch (IOException e) {
+            log.warn("closing the control socket {}: {}", path, e.toString());
+        }
+        connections.shutdown();
+    }
+}

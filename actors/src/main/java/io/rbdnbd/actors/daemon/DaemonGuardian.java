@@ -1,0 +1,332 @@
+package io.rbdnbd.actors.daemon;
+
+import com.typesafe.config.Config;
+import io.rbdnbd.actors.DeviceSupervisor;
+import io.rbdnbd.actors.KernelAttach;
+import io.rbdnbd.engine.backend.ImageSpec;
+import io.rbdnbd.engine.stream.EngineSettings;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+
+/**
+ * The daemon: one {@link DeviceSupervisor} per mapped device, each a child of its own, so that a
+ * device that fails (its image, its kernel connection, a bug) stops alone. Maps, unmaps, detaches
+ * and lists on behalf of the control socket, the configuration and JMX. On {@link StopAll}
+ * (SIGTERM) every device is stopped as Ceph's rbd-nbd stops its one: ioctl devices are unmapped,
+ * netlink devices detached (the kernel holds them for the re-attach timeout); the daemon ends
+ * when the last one has gone. Started by {@code map} ({@code exitWhenIdle}), it also ends once its
+ * last device is unmapped, as the per-device processes of Ceph's rbd-nbd do.
+ */
+public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Command> {
+
+    public interface Command {
+    }
+
+    /** Map a device; the reply comes once it is usable (or could not be mapped). */
+    public record Map(DeviceRequest request, ActorRef<MapReply> replyTo) implements Command {
+    }
+
+    /** @param error null when mapped */
+    public record MapReply(String device, String cookie, String error) {
+    }
+
+    /** Unmap the device named by path or image spec; the reply comes once it is gone. */
+    public record Unmap(String target, boolean force, ActorRef<Reply> replyTo) implements Command {
+    }
+
+    /** Stop serving a netlink device but leave it to the kernel for a later attach. */
+    public record Detach(String target, ActorRef<Reply> replyTo) implements Command {
+    }
+
+    /** @param error null when done */
+    public record Reply(String error) {
+    }
+
+    public record ListDevices(ActorRef<Listing> replyTo) implements Command {
+    }
+
+    /** A device of this daemon, as list-mapped and stats show it. */
+    public record Device(long pid, String spec, ImageSpec image, String device, String cookie, String state,
+                         boolean netlink) {
+    }
+
+    public record Listing(List<Device> devices) {
+    }
+
+    /** SIGTERM: stop every device (unmap ioctl ones, detach netlink ones), then end. */
+    public record StopAll() implements Command {
+    }
+
+    private record FromDevice(long id, DeviceSupervisor.Report report) implements Command {
+    }
+
+    private record DeviceStopped(long id) implements Command {
+    }
+
+    private record IdleCheck() implements Command {
+    }
+
+    /** A device's state: its request, its supervisor, and who waits for it to map or go. */
+    private static final class Entry {
+        final long id;
+        final DeviceRequest request;
+        final String cookie;
+        final ActorRef<DeviceSupervisor.Command> supervisor;
+        ActorRef<MapReply> mapReplyTo;
+        final List<ActorRef<Reply>> goneWaiters = new ArrayList<>();
+        String device;
+        boolean netlink;
+        String state = "mapping";
+
+        Entry(long id, DeviceRequest request, String cookie, ActorRef<DeviceSupervisor.Command> supervisor,
+              ActorRef<MapReply> mapReplyTo) {
+            this.id = id;
+            this.request = request;
+            this.cookie = cookie;
+            this.supervisor = supervisor;
+            this.mapReplyTo = mapReplyTo;
+            this.device = request.device();
+        }
+    }
+
+    /**
+     * @param config        the daemon's configuration; each device lays its own Ceph options over it
+     * @param exitWhenIdle  end once the last device has gone (the daemon {@code map} started)
+     * @param idleLinger    how long to wait, idle, before ending (a map may be on its way)
+     * @param beforeExit    run just before the daemon ends (closes the control socket, so that no
+     *                      request is taken that nobody would answer)
+     */
+    public record Params(Config config, EngineSettings engine, boolean netlink, Duration sizePollInterval,
+                         boolean exitWhenIdle, Duration idleLinger, DeviceSupervisor.Attacher attacher,
+                         Runnable beforeExit) {
+    }
+
+    public static Behavior<Command> create(Params params) {
+        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new DaemonGuardian(ctx, timers, params)));
+    }
+
+    private final TimerScheduler<Command> timers;
+    private final Params params;
+    private final java.util.Map<Long, Entry> entries = new LinkedHashMap<>();
+    private final long pid = ProcessHandle.current().pid();
+    private long nextId;
+    private boolean stopping;
+
+    private DaemonGuardian(ActorContext<Command> ctx, TimerScheduler<Command> timers, Params params) {
+        super(ctx);
+        this.timers = timers;
+        this.params = params;
+        if (params.exitWhenIdle()) {
+            timers.startSingleTimer(new IdleCheck(), params.idleLinger()); // started for a map that may fail
+        }
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(Map.class, this::onMap)
+                .onMessage(Unmap.class, this::onUnmap)
+                .onMessage(Detach.class, this::onDetach)
+                .onMessage(ListDevices.class, this::onList)
+                .onMessage(StopAll.class, this::onStopAll)
+                .onMessage(FromDevice.class, this::onFromDevice)
+                .onMessage(DeviceStopped.class, this::onDeviceStopped)
+                .onMessage(IdleCheck.class, this::onIdleCheck)
+                .build();
+    }
+
+    private Behavior<Command> onMap(Map m) {
+        DeviceRequest r = m.request();
+        if (stopping) {
+            m.replyTo().tell(new MapReply(null, null, "the daemon is stopping"));
+            return this;
+        }
+        if (r.device() != null) {
+            for (Entry e : entries.values()) {
+                if (r.device().equals(e.device)) {
+                    m.replyTo().tell(new MapReply(null, null, r.device() + " is busy (mapped to " + e.request.spec() + ")"));
+                    return this;
+                }
+            }
+        }
+        long id = nextId++;
+        String cookie = r.cookie() != null ? r.cookie() : UUID.randomUUID().toString();
+        KernelAttach.Params attach = new KernelAttach.Params(r.device(), r.readOnly(), r.trim(), r.ioTimeoutSeconds(),
+                params.netlink(), cookie, r.reattachTimeoutSeconds(), r.attach());
+        ActorRef<Command> self = getContext().getSelf();
+        ActorRef<DeviceSupervisor.Command> supervisor = getContext().spawn(DeviceSupervisor.create(
+                new DeviceSupervisor.Params(r.image(), r.createSize(), attach, params.sizePollInterval(),
+                        r.deviceConfig(params.config()), params.attacher()),
+                params.engine(), report -> self.tell(new FromDevice(id, report))), "device-" + id);
+        getContext().watchWith(supervisor, new DeviceStopped(id));
+        entries.put(id, new Entry(id, r, cookie, supervisor, m.replyTo()));
+        timers.cancel(IdleCheck.class);
+        getContext().getLog().info("mapping {}{}", r.spec(), r.device() != null ? " to " + r.device() : "");
+        return this;
+    }
+
+    private Behavior<Command> onUnmap(Unmap u) {
+        Object found = find(u.target());
+        if (found instanceof String error) {
+            u.replyTo().tell(new Reply(error));
+            return this;
+        }
+        Entry e = (Entry) found;
+        e.goneWaiters.add(u.replyTo());
+        e.state = "unmapping";
+        e.supervisor.tell(u.force() ? new DeviceSupervisor.ForceUnmap() : new DeviceSupervisor.Unmap());
+        return this;
+    }
+
+    private Behavior<Command> onDetach(Detach d) {
+        Object found = find(d.target());
+        if (found instanceof String error) {
+            d.replyTo().tell(new Reply(error));
+            return this;
+        }
+        Entry e = (Entry) found;
+        if (!e.netlink || e.device == null || "mapping".equals(e.state)) {
+            d.replyTo().tell(new Reply(e.device == null || "mapping".equals(e.state)
+                    ? e.request.spec() + " is still being mapped"
+                    : e.device + " is attached through the ioctls and cannot outlive its server: detach needs netlink"
+                    + " (rbdnbd.kernel.netlink = on and a kernel with the nbd netlink family)"));
+            return this;
+        }
+        e.goneWaiters.add(d.replyTo());
+        e.state = "detaching";
+        e.supervisor.tell(new DeviceSupervisor.Detach());
+        return this;
+    }
+
+    /** The one entry a device path or image spec names, or why there is none. */
+    private Object find(String target) {
+        List<Entry> matches = new ArrayList<>();
+        String spec = null;
+        try {
+            spec = ImageSpec.parse(target).toString();
+        } catch (IllegalArgumentException e) {
+            // not an image spec: only a device path can match
+        }
+        for (Entry e : entries.values()) {
+            if (target.equals(e.device) || (spec != null && spec.equals(e.request.image().toString()))) {
+                matches.add(e);
+            }
+        }
+        if (matches.isEmpty()) {
+            return target + " is not mapped";
+        }
+        if (matches.size() > 1) {
+            return target + " is mapped more than once; name the device: "
+                    + matches.stream().map(e -> e.device).toList();
+        }
+        return matches.get(0);
+    }
+
+    private Behavior<Command> onList(ListDevices l) {
+        List<Device> out = new ArrayList<>();
+        for (Entry e : entries.values()) {
+            if (e.device != null && !"mapping".equals(e.state)) {
+                out.add(new Device(pid, e.request.spec(), e.request.image(), e.device, e.cookie, e.state, e.netlink));
+            }
+        }
+        l.replyTo().tell(new Listing(out));
+        return this;
+    }
+
+    private Behavior<Command> onStopAll(StopAll s) {
+        if (!stopping) {
+            getContext().getLog().info("stopping: {} device(s) to unmap or detach", entries.size());
+        }
+        stopping = true;
+        for (Entry e : entries.values()) {
+            e.state = "stopping";
+            e.supervisor.tell(new DeviceSupervisor.Stop());
+        }
+        return entries.isEmpty() ? exit() : this;
+    }
+
+    private Behavior<Command> onFromDevice(FromDevice f) {
+        Entry e = entries.get(f.id());
+        if (e == null) {
+            return this;
+        }
+        DeviceSupervisor.Report r = f.report();
+        if (r instanceof DeviceSupervisor.Mapped m) {
+            e.device = m.device();
+            e.netlink = m.netlink();
+            e.state = "mapped";
+            getContext().getLog().info("{} mapped to {}", e.request.spec(), m.device());
+            if (e.mapReplyTo != null) {
+                e.mapReplyTo.tell(new MapReply(m.device(), e.cookie, null));
+                e.mapReplyTo = null;
+            }
+            if (stopping) {
+                e.supervisor.tell(new DeviceSupervisor.Stop());
+            }
+        } else if (r instanceof DeviceSupervisor.MapFailed failed) {
+            getContext().getLog().error("mapping {} failed: {}", e.request.spec(), failed.reason());
+            gone(e, failed.reason());
+        } else if (r instanceof DeviceSupervisor.Unmapped u) {
+            getContext().getLog().info("{} {}{}", u.device(), u.why(), u.clean() ? "" : " (closing the image failed)");
+            gone(e, u.clean() ? null : u.device() + " " + u.why() + ", but closing the image failed: see the daemon's log");
+        }
+        return maybeIdle();
+    }
+
+    private Behavior<Command> onDeviceStopped(DeviceStopped s) {
+        Entry e = entries.get(s.id());
+        if (e != null) { // the supervisor failed without reporting: a bug, confined to this device
+            getContext().getLog().error("the supervisor of {} ({}) stopped unexpectedly", e.request.spec(), e.device);
+            gone(e, "the device's supervisor failed; see the daemon's log");
+        }
+        return maybeIdle();
+    }
+
+    private void gone(Entry e, String error) {
+        entries.remove(e.id);
+        if (e.mapReplyTo != null) {
+            e.mapReplyTo.tell(new MapReply(null, null, error != null ? error : "unmapped before it was ready"));
+        }
+        for (ActorRef<Reply> w : e.goneWaiters) {
+            w.tell(new Reply(error));
+        }
+    }
+
+    private Behavior<Command> maybeIdle() {
+        if (!entries.isEmpty()) {
+            return this;
+        }
+        if (stopping) {
+            return exit();
+        }
+        if (params.exitWhenIdle()) {
+            timers.startSingleTimer(new IdleCheck(), params.idleLinger());
+        }
+        return this;
+    }
+
+    private Behavior<Command> exit() {
+        params.beforeExit().run();
+        return Behaviors.stopped();
+    }
+
+    private Behavior<Command> onIdleCheck(IdleCheck c) {
+        if (entries.isEmpty()) {
+            getContext().getLog().info("no devices left: exiting");
+            return exit();
+        }
+        return this;
+    }
+}

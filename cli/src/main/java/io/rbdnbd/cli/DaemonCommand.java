@@ -1,0 +1,164 @@
+package io.rbdnbd.cli;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import io.rbdnbd.actors.DeviceSupervisor;
+import io.rbdnbd.actors.daemon.ConfigCheck;
+import io.rbdnbd.actors.daemon.ControlServer;
+import io.rbdnbd.actors.daemon.DaemonGuardian;
+import io.rbdnbd.actors.daemon.DaemonSettings;
+import io.rbdnbd.actors.daemon.DeviceRequest;
+import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.nativeio.LibC;
+import io.rbdnbd.nativeio.NativeException;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import sun.misc.Signal;
+
+import java.io.File;
+import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * {@code rbd-nbd daemon [--exit-when-idle]}: the one process that serves every device. In the
+ * foreground it is what the systemd unit runs (and maps {@code rbdnbd.daemon.devices}); {@code map}
+ * starts it in the background with {@code --exit-when-idle} when none runs.
+ */
+final class DaemonCommand {
+    private static final Logger log = LoggerFactory.getLogger(DaemonCommand.class);
+    static final String COMMAND = "daemon";
+
+    private DaemonCommand() {
+    }
+
+    static int run(String[] args, Config config) throws UsageException, CommandFailedException {
+        boolean exitWhenIdle = false;
+        for (String a : args) {
+            if (a.equals("--exit-when-idle")) {
+                exitWhenIdle = true;
+            } else {
+                throw new UsageException("daemon: unknown option '" + a + "' (--exit-when-idle)");
+            }
+        }
+        ConfigCheck.check(config, ConfigFactory.defaultReference());
+        DaemonSettings settings = DaemonSettings.from(config);
+        try {
+            // Memory reclaim may write through our own devices: never throttle this process for it.
+            LibC.prctlSet(LibC.PR_SET_IO_FLUSHER, 1, "prctl(PR_SET_IO_FLUSHER)");
+        } catch (NativeException e) {
+            log.warn("{} (needs CAP_SYS_RESOURCE, kernel >= 5.6); memory pressure may deadlock on our devices",
+                    e.getMessage());
+        }
+        try (FileChannel lockFile = lock(settings.lockFile())) {
+            AtomicReference<ControlServer> control = new AtomicReference<>();
+            ActorSystem<DaemonGuardian.Command> system = ActorSystem.create(DaemonGuardian.create(
+                    new DaemonGuardian.Params(config, EngineSettings.from(config),
+                            config.getBoolean("rbdnbd.kernel.netlink"), config.getDuration("rbdnbd.kernel.size-poll-interval"),
+                            exitWhenIdle, settings.idleLinger(), DeviceSupervisor.KERNEL,
+                            () -> closeQuietly(control.get()))), "rbdnbd", config);
+            try {
+                control.set(ControlServer.start(settings.controlSocket(), ControlServer.daemonHandler(system,
+                        system.scheduler(), settings.deviceDefaults(), settings.mapTimeout())));
+            } catch (IOException e) {
+                system.terminate();
+                throw new CommandFailedException("cannot open the control socket " + settings.controlSocket() + ": " + e, e);
+            }
+            Signal.handle(new Signal("TERM"), s -> system.tell(new DaemonGuardian.StopAll()));
+            Signal.handle(new Signal("INT"), s -> system.tell(new DaemonGuardian.StopAll()));
+            log.info("rbd-nbd daemon (pid {}) serving; control socket {}", ProcessHandle.current().pid(),
+                    settings.controlSocket());
+            for (DeviceRequest d : settings.devices()) {
+                AskPattern.<DaemonGuardian.Command, DaemonGuardian.MapReply>ask(system,
+                        to -> new DaemonGuardian.Map(d, to), settings.mapTimeout(), system.scheduler())
+                        .whenComplete((reply, failure) -> {
+                            if (failure != null || reply.error() != null) {
+                                log.error("configured device {} not mapped: {}", d.spec(),
+                                        failure != null ? failure.toString() : reply.error());
+                            }
+                        });
+            }
+            system.getWhenTerminated().toCompletableFuture().join();
+            closeQuietly(control.get());
+            return 0;
+        } catch (IOException e) {
+            throw new CommandFailedException("cannot lock " + settings.lockFile() + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Takes the daemon lock (held until exit) and writes our pid into it. */
+    private static FileChannel lock(Path path) throws IOException, CommandFailedException {
+        Files.createDirectories(path.getParent());
+        FileChannel ch = FileChannel.open(path, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
+        FileLock lock = ch.tryLock();
+        if (lock == null) {
+            String pid = Files.readString(path).trim();
+            ch.close();
+            throw new CommandFailedException("an rbd-nbd daemon runs already (pid " + pid + ", lock " + path + ")", null);
+        }
+        ch.truncate(0);
+        ch.write(java.nio.ByteBuffer.wrap((ProcessHandle.current().pid() + "\n").getBytes(StandardCharsets.US_ASCII)));
+        return ch;
+    }
+
+    private static void closeQuietly(ControlServer s) {
+        if (s != null) {
+            s.close();
+        }
+    }
+
+    /** Starts the daemon in its own session, in the background, logging to {@code logFile}. */
+    static Process spawn(Path logFile) throws CommandFailedException {
+        try {
+            Files.createDirectories(logFile.toAbsolutePath().getParent());
+        } catch (IOException e) {
+            throw new CommandFailedException("cannot create the log directory of " + logFile + ": " + e, e);
+        }
+        List<String> cmd = new ArrayList<>(List.of("setsid", ProcessHandle.current().info().command().orElse("java")));
+        cmd.addAll(ProcessHandle.current().info().arguments().map(DaemonCommand::jvmOptions).orElse(List.of()));
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), COMMAND, "--exit-when-idle"));
+        try {
+            return new ProcessBuilder(cmd).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                    .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                    .redirectError(ProcessBuilder.Redirect.appendTo(logFile.toFile())).start();
+        } catch (IOException e) {
+            throw new CommandFailedException("cannot start the rbd-nbd daemon: " + e.getMessage(), e);
+        }
+    }
+
+    /** The JVM options of this process (everything before the class path), for the daemon. */
+    private static List<String> jvmOptions(String[] args) {
+        List<String> opts = new ArrayList<>();
+        for (String a : args) {
+            if (a.equals("-cp") || a.equals("-classpath") || a.equals("--class-path") || !a.startsWith("-")) {
+                break;
+            }
+            opts.add(a);
+        }
+        return opts;
+    }
+
+    /** The daemon's own one-line reason from its log, else the log's last line. */
+    static String lastError(Path logFile) {
+        try {
+            List<String> lines = Files.readAllLines(logFile);
+            for (int i = lines.size() - 1; i >= 0; i--) {
+                if (lines.get(i).startsWith("rbd-nbd: ")) {
+                    return lines.get(i).substring("rbd-nbd: ".length());
+                }
+            }
+            return "its log " + logFile + " ends: " + (lines.isEmpty() ? "(empty)" : lines.get(lines.size() - 1));
+        } catch (IOException e) {
+            return "see " + logFile;
+        }
+    }
+}
