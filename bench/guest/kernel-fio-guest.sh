@@ -6,8 +6,9 @@
 set -uo pipefail
 [ "${UML_GUEST:-}" = 1 ] || { echo "refusing to run outside the UML guest" >&2; exit 2; }
 : "${RBDNBD_HOME:?}" "${RUNTIME:=10}" "${ROUNDS:=1}" "${SIZE_MIB:=384}"
-export RBDNBD_LOG_DIR=/run/rbd-nbd-log
+log=/run/rbd-nbd-log/rbd-nbd.log
 export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms64m -Xmx192m -XX:+UseSerialGC}"
+export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
 jobs=("randread 4k 256" "randwrite 4k 256" "read 1M 16" "write 1M 16")
 
 attach() { # server -> device
@@ -25,7 +26,7 @@ detach() {
 # both images and the fill buffer must fit the guest tmpfs (half the guest RAM)
 truncate -s "${SIZE_MIB}M" /run/ours.img /run/qemu.img
 for server in ours qemu-nbd; do
-  dev=$(attach $server) || { echo "cannot attach $server"; cat $RBDNBD_LOG_DIR/* 2>/dev/null; exit 1; }
+  dev=$(attach $server) || { echo "cannot attach $server"; cat "$log" 2>/dev/null; exit 1; }
   dd if=/dev/urandom of=/run/fill bs=1M count=64 status=none
   for i in $(seq 0 64 $(( SIZE_MIB - 64 ))); do dd if=/run/fill of="$dev" bs=1M seek=$i oflag=direct status=none; done
   detach $server "$dev"

@@ -6,21 +6,22 @@ set -uo pipefail
 [ "${UML_GUEST:-}" = 1 ] || { echo "refusing to run outside the UML guest (this would map devices on the host)" >&2; exit 2; }
 : "${RBDNBD_HOME:?RBDNBD_HOME must name the project root}"
 rbd_nbd="$RBDNBD_HOME/bin/rbd-nbd"
-export RBDNBD_LOG_DIR=/run/rbd-nbd-log
+log=/run/rbd-nbd-log/rbd-nbd.log
 # small, quick-starting JVMs: every newly touched MiB costs the guest ~30-40 ms
 export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
+export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
 scenario=${1:?scenario}
 
-fail() { echo "FAIL $scenario: $*"; echo "--- daemon logs:"; cat "$RBDNBD_LOG_DIR"/* 2>/dev/null | tail -40; exit 1; }
+fail() { echo "FAIL $scenario: $*"; echo "--- daemon logs:"; cat "$log" 2>/dev/null | tail -40; exit 1; }
 sysfs() { cat "/sys/block/${1#/dev/}/$2" 2>/dev/null; }
-map() { "$rbd_nbd" map "$@" || fail "map $*"; }
+map() { "$rbd_nbd" map "$@" || { fail "map $*" >&2; }; } # in $(...): callers add || exit 1
 allocated_kib() { du -k "$1" | cut -f1; }
 
 case $scenario in
 filesystem)
   # map, mkfs.ext4, mount, write and verify 64 MiB, drop caches and verify again, unmap, check the file
   img=/run/fs.img
-  dev=$(map "file:$img" --size 512M)
+  dev=$(map "file:$img" --size 512M) || exit 1
   [ "$(sysfs "$dev" size)" = 1048576 ] || fail "sysfs size $(sysfs "$dev" size), expected 1048576 sectors"
   "$rbd_nbd" list-mapped | grep -q "file:$img .*$dev" || fail "list-mapped does not show $dev"
   "$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [x["device"] for x in d] == [sys.argv[1]] and d[0]["image"] == sys.argv[2], d' "$dev" "file:$img" \
@@ -45,7 +46,7 @@ filesystem)
 direct-io)
   # dd oflag=direct patterns, fio libaio crc32c at iodepth 256, blkdiscard holes
   img=/run/dio.img
-  dev=$(map "file:$img" --size 256M)
+  dev=$(map "file:$img" --size 256M) || exit 1
   for bs in 512 4096 65536 1048576; do
     head -c $((bs * 8)) /dev/urandom > /run/pat
     dd if=/run/pat of="$dev" bs=$bs seek=3 oflag=direct status=none || fail "dd write bs=$bs"
@@ -68,9 +69,9 @@ direct-io)
 lifecycle)
   # resize reaches the kernel; read-only refuses writes; two devices; a busy device and bad
   # devices are refused with one line; unmap by image
-  a=$(map file:/run/a.img --size 64M)
+  a=$(map file:/run/a.img --size 64M) || exit 1
   truncate -s 32M /run/b.img
-  b=$(map file:/run/b.img --read-only)
+  b=$(map file:/run/b.img --read-only) || exit 1
   [ "$a" != "$b" ] || fail "two maps got the same device"
   [ "$(sysfs "$b" ro)" = 1 ] || fail "read-only device not ro in sysfs"
   if dd if=/dev/zero of="$b" bs=4k count=1 oflag=direct status=none 2>/dev/null; then fail "write to a read-only map succeeded"; fi
@@ -88,17 +89,38 @@ lifecycle)
   [ "$(ls /sys/block/ | grep -c nbd)" -gt 0 ] && [ -z "$(ls /run/rbd-nbd-log 2>/dev/null | head -0)" ]
   connected=$(for d in /sys/block/nbd*; do [ -e "$d/pid" ] && echo "$d"; done | wc -l)
   [ "$connected" = 2 ] || fail "$connected devices connected after the refused maps, expected 2"
-  "$rbd_nbd" unmap file:/run/a.img || fail "unmap by image"
-  "$rbd_nbd" unmap "$b" || fail "unmap by device"
-  # SIGTERM to a device's daemon: drain, disconnect, exit (as Ceph's rbd-nbd does in ioctl mode)
-  c=$(map file:/run/a.img)
-  pid=$(sysfs "$c" pid)
+  # one daemon serves both: list-mapped shows its pid, whose command line says rbd-nbd
+  ids=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(" ".join(sorted({str(x["id"]) for x in json.load(sys.stdin)})))')
+  [[ $ids =~ ^[0-9]+$ ]] || fail "list-mapped ids '$ids': expected one daemon pid"
+  tr '\0' ' ' < "/proc/$ids/cmdline" | grep -q rbd-nbd || fail "the daemon's command line lacks rbd-nbd"
+  "$rbd_nbd" stats "$a" | grep -q "file:/run/a.img" || fail "stats $a does not name its image"
+  # unmap --force fails one device's I/O at once; the other device carries on
+  (while dd if=/dev/urandom of="$a" bs=1M count=32 oflag=direct status=none; do :; done 2>/run/force.err; echo "rc=$?" >> /run/force.err) &
+  writer=$!
+  sleep 2
+  dd if=/dev/urandom of=/run/bdata bs=1M count=8 status=none
+  "$rbd_nbd" unmap --force "$a" || fail "unmap --force"
+  t0=$(date +%s%N)
+  wait $writer; t1=$(date +%s%N)
+  echo "forced unmap: writer ended $(( (t1 - t0) / 1000000 )) ms later: $(tr '\n' ' ' < /run/force.err)"
+  [ $(( (t1 - t0) / 1000000 )) -le 5000 ] || fail "the writer went on $(( (t1 - t0) / 1000000 )) ms after unmap --force"
+  [ -z "$(sysfs "$a" pid)" ] || fail "$a still connected after unmap --force"
+  dd if="$b" of=/dev/null bs=1M count=16 iflag=direct status=none || fail "$b broke when $a was forced off"
+  "$rbd_nbd" unmap file:/run/b.img || fail "unmap by image"
+  # the daemon exits with its last device
+  for _ in $(seq 100); do [ -e "/proc/$ids" ] || break; sleep 0.1; done
+  [ ! -e "/proc/$ids" ] || fail "the daemon (pid $ids) still runs 10 s after its last device was unmapped"
+  # SIGTERM to the daemon: drain, disconnect, exit (as Ceph's rbd-nbd does in ioctl mode)
+  c=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=off" map file:/run/a.img) || exit 1
+  d=$(map file:/run/b.img --read-only) || exit 1
+  pid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
   dd if=/dev/urandom of="$c" bs=64k count=64 oflag=direct status=none || fail "write before SIGTERM"
   kill -TERM "$pid"
   for _ in $(seq 100); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
   [ ! -e "/proc/$pid" ] || fail "daemon still running 10 s after SIGTERM"
   [ -z "$(sysfs "$c" pid)" ] || fail "$c still connected after SIGTERM"
-  grep -q "$c unmapped (image closed)" "$RBDNBD_LOG_DIR"/* || fail "no clean unmap logged after SIGTERM"
+  [ -z "$(sysfs "$d" pid)" ] || fail "$d still connected after SIGTERM"
+  grep -q "$c unmapped" "$log" || fail "no clean unmap logged after SIGTERM"
   [ -z "$("$rbd_nbd" list-mapped)" ] || fail "list-mapped not empty after unmap"
   [ "$("$rbd_nbd" list-mapped --format json)" = "[]" ] || fail "list-mapped --format json not [] after unmap"
   ;;
@@ -108,7 +130,7 @@ kill)
   # filesystem across a new daemon's attach
   for mode in off on; do
     truncate -s 64M /run/k.img
-    dev=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=$mode" map file:/run/k.img --io-timeout 5 --reattach-timeout 0)
+    dev=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=$mode" map file:/run/k.img --io-timeout 5 --reattach-timeout 0) || exit 1
     (dd if=/dev/zero of="$dev" bs=4k count=1000000 oflag=direct 2>/run/dd.err; echo "rc=$?" >> /run/dd.err) &
     writer=$!
     sleep 2
@@ -122,7 +144,7 @@ kill)
     [ -z "$(sysfs "$dev" pid)" ] || "$rbd_nbd" unmap "$dev" || fail "unmap of the orphaned device"
   done
   truncate -s 128M /run/r.img
-  out=$(map file:/run/r.img --show-cookie --reattach-timeout 120 --io-timeout 0)
+  out=$(map file:/run/r.img --show-cookie --reattach-timeout 120 --io-timeout 0) || exit 1
   dev=${out%% *}; cookie=${out#* }
   [ -n "$cookie" ] && [ "$cookie" != "$dev" ] || fail "no cookie in '$out'"
   mkfs.ext4 -q -F "$dev" && mkdir -p /run/mnt && mount "$dev" /run/mnt || fail "mkfs/mount"

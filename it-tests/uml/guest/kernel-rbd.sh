@@ -7,18 +7,19 @@ set -uo pipefail
 [ "${UML_GUEST:-}" = 1 ] || { echo "refusing to run outside the UML guest (this would map devices on the host)" >&2; exit 2; }
 : "${RBDNBD_HOME:?RBDNBD_HOME must name the project root}"
 rbd_nbd="$RBDNBD_HOME/bin/rbd-nbd"
-export RBDNBD_LOG_DIR=/run/rbd-nbd-log
+log=/run/rbd-nbd-log/rbd-nbd.log
 export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
+export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
 ceph_dir=/run/ceph
 
 fail() {
   echo "FAIL kernel-rbd: $*"
-  echo "--- daemon logs:"; cat "$RBDNBD_LOG_DIR"/* 2>/dev/null | tail -40
+  echo "--- daemon logs:"; cat "$log" 2>/dev/null | tail -40
   bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" stop "$ceph_dir" --purge >/dev/null 2>&1
   exit 1
 }
 sysfs() { cat "/sys/block/${1#/dev/}/$2" 2>/dev/null; }
-map() { "$rbd_nbd" map "$@" || fail "map $*"; }
+map() { "$rbd_nbd" map "$@" || { fail "map $*" >&2; }; } # in $(...): callers add || exit 1
 t0=$(date +%s)
 step() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 
@@ -30,7 +31,7 @@ step "cluster up"
 rbd create --size 256M rbd/img || fail "rbd create"
 
 # map, write through the kernel, read back past the page cache, list-mapped shows Ceph's columns
-dev=$(map rbd/img)
+dev=$(map rbd/img) || exit 1
 step "mapped rbd/img on $dev"
 "$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [(x["pool"], x["namespace"], x["image"], x["snap"], x["device"]) for x in d] == [("rbd", "", "img", "", sys.argv[1])], d' "$dev" \
   || fail "list-mapped --format json does not show rbd/img on $dev"
@@ -47,7 +48,7 @@ step "resize seen by the kernel"
 
 # a snapshot maps read-only with the data of its time; writes to it fail
 rbd snap create rbd/img@s1 || fail "rbd snap create"
-snapdev=$(map rbd/img@s1)
+snapdev=$(map rbd/img@s1) || exit 1
 [ "$(blockdev --getro "$snapdev")" = 1 ] || fail "$snapdev (a snapshot) is not read-only"
 if dd if=/dev/zero of="$snapdev" bs=4k count=1 oflag=direct status=none 2>/dev/null; then fail "a write to the snapshot succeeded"; fi
 [ "$(head -c 16M "$snapdev" | md5sum)" = "$(md5sum < /run/data)" ] || fail "the snapshot's data differs"
@@ -60,7 +61,7 @@ step "snapshot read-only, unmapped by spec"
 step "unmapped; rbd export matches"
 
 # --exclusive: the lock is ours for as long as the device is mapped; --notrim: no discard offered
-dev=$(map rbd/img --exclusive --notrim)
+dev=$(map rbd/img --exclusive --notrim) || exit 1
 [ "$(cat "/sys/block/${dev#/dev/}/queue/discard_max_bytes")" = 0 ] || fail "$dev mapped --notrim offers discard"
 if blkdiscard -o 0 -l 1M "$dev" 2>/dev/null; then fail "blkdiscard on a --notrim device succeeded"; fi
 if timeout 60 rbd bench --io-type write --io-size 4K --io-total 64K rbd/img >/dev/null 2>&1; then

@@ -58,7 +58,7 @@ public record DeviceRequest(String spec, ImageSpec image, String device, boolean
         }
         boolean attach = c.getBoolean("attach");
         if (attach && device == null) {
-            throw bad(c, "device", "attach needs the device whose server died");
+            throw bad(c, "attach", "attach needs the device whose server died (device = /dev/nbdN)");
         }
         String encryption = blankToNull(c.getString("encryption-format"));
         String passphrase = blankToNull(c.getString("encryption-passphrase-file"));

@@ -1,0 +1,210 @@
+package io.rbdnbd.actors.daemon;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import io.rbdnbd.engine.stream.EngineSettings;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.util.ByteString;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The daemon's actors with a stand-in kernel: many devices, each failing alone. */
+class DaemonGuardianTest {
+    private static final ActorTestKit testKit = ActorTestKit.create();
+    private static final Config config = ConfigFactory.load();
+    private static final Config defaults = config.getConfig(DeviceRequest.DEFAULTS);
+
+    @TempDir
+    Path dir;
+
+    @AfterAll
+    static void shutdown() {
+        testKit.shutdownTestKit();
+    }
+
+    private final AtomicInteger exits = new AtomicInteger();
+
+    private ActorRef<DaemonGuardian.Command> daemon(FakeAttach kernel, boolean exitWhenIdle) {
+        return testKit.spawn(DaemonGuardian.create(new DaemonGuardian.Params(config, EngineSettings.from(config), true,
+                Duration.ofSeconds(1), exitWhenIdle, Duration.ofMillis(300), kernel, exits::incrementAndGet)));
+    }
+
+    private static DeviceRequest device(String entry) {
+        return DeviceRequest.from(ConfigFactory.parseString(entry), defaults);
+    }
+
+    private static DaemonGuardian.MapReply map(ActorRef<DaemonGuardian.Command> d, String entry) {
+        TestProbe<DaemonGuardian.MapReply> p = testKit.createTestProbe();
+        d.tell(new DaemonGuardian.Map(device(entry), p.getRef()));
+        return p.expectMessageClass(DaemonGuardian.MapReply.class, Duration.ofSeconds(10));
+    }
+
+    private static DaemonGuardian.Reply unmap(ActorRef<DaemonGuardian.Command> d, String target, boolean force) {
+        TestProbe<DaemonGuardian.Reply> p = testKit.createTestProbe();
+        d.tell(new DaemonGuardian.Unmap(target, force, p.getRef()));
+        return p.expectMessageClass(DaemonGuardian.Reply.class, Duration.ofSeconds(10));
+    }
+
+    private static List<DaemonGuardian.Device> list(ActorRef<DaemonGuardian.Command> d) {
+        TestProbe<DaemonGuardian.Listing> p = testKit.createTestProbe();
+        d.tell(new DaemonGuardian.ListDevices(p.getRef()));
+        return p.expectMessageClass(DaemonGuardian.Listing.class).devices();
+    }
+
+    private static boolean io(FakeAttach kernel, String device) {
+        TestProbe<Boolean> p = testKit.createTestProbe();
+        kernel.devices.get(device).tell(new FakeAttach.Io(4096, ByteString.fromString("data of " + device), p.getRef()));
+        return p.expectMessageClass(Boolean.class, Duration.ofSeconds(5));
+    }
+
+    @Test
+    void twoImagesMappedAtOnceEachUnmappedByDeviceOrImage() {
+        FakeAttach kernel = new FakeAttach(true);
+        ActorRef<DaemonGuardian.Command> d = daemon(kernel, false);
+        DaemonGuardian.MapReply a = map(d, "image = \"memory:1M\"");
+        DaemonGuardian.MapReply b = map(d, "image = \"file:" + dir.resolve("b.img") + "\", size = 1M, cookie = c-b");
+        assertNull(a.error(), a.error());
+        assertNull(b.error(), b.error());
+        assertNotEquals(a.device(), b.device());
+        assertEquals("c-b", b.cookie());
+        List<DaemonGuardian.Device> devices = list(d);
+        assertEquals(List.of(a.device(), b.device()), devices.stream().map(DaemonGuardian.Device::device).toList());
+        assertEquals(ProcessHandle.current().pid(), devices.get(0).pid());
+        assertTrue(io(kernel, a.device()) && io(kernel, b.device()));
+        assertNull(unmap(d, "file:" + dir.resolve("b.img"), false).error());
+        assertEquals("unmapped", kernel.lastCommand.get(b.device()));
+        assertNull(unmap(d, a.device(), false).error());
+        assertTrue(list(d).isEmpty());
+        assertTrue(unmap(d, a.device(), false).error().contains("is not mapped"));
+        assertEquals(0, exits.get(), "a foreground daemon stays without devices");
+    }
+
+    @Test
+    void oneDeviceFailingLeavesTheOtherServing() {
+        FakeAttach kernel = new FakeAttach(false);
+        ActorRef<DaemonGuardian.Command> d = daemon(kernel, false);
+        String a = map(d, "image = \"memory:1M\"").device();
+        String b = map(d, "image = \"memory:2M\"").device();
+        kernel.devices.get(a).tell(new FakeAttach.Die("connection lost"));
+        for (int i = 0; i < 50 && list(d).size() > 1; i++) {
+            testKit.system().scheduler(); // let the report arrive
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                throw new AssertionError(e);
+            }
+        }
+        assertEquals(List.of(b), list(d).stream().map(DaemonGuardian.Device::device).toList());
+        assertTrue(io(kernel, b), "the other device still serves");
+        DaemonGuardian.MapReply missing = map(d, "image = \"file:" + dir.resolve("missing.img") + "\"");
+        assertTrue(missing.error().contains("missing.img") && missing.error().contains("ENOENT"), missing.error());
+        assertTrue(io(kernel, b), "a failed map touches no other device");
+        assertTrue(unmap(d, b, true).error() == null);
+        assertEquals("unmapped (forced)", kernel.lastCommand.get(b));
+    }
+
+    @Test
+    void aBusyDeviceIsRefusedAndAnImageMappedTwiceIsUnmappedByDevice() {
+        FakeAttach kernel = new FakeAttach(true);
+        ActorRef<DaemonGuardian.Command> d = daemon(kernel, false);
+        DaemonGuardian.MapReply a = map(d, "image = \"memory:1M\", device = /dev/nbd7");
+        assertEquals("/dev/nbd7", a.device());
+        DaemonGuardian.MapReply busy = map(d, "image = \"memory:2M\", device = /dev/nbd7");
+        assertTrue(busy.error().contains("/dev/nbd7 is busy"), busy.error());
+        String b = map(d, "image = \"memory:1M\"").device();
+        assertTrue(unmap(d, "memory:1048576", false).error().contains("mapped more than once"));
+        assertNull(unmap(d, b, false).error());
+        assertNull(unmap(d, "memory:1048576", false).error());
+    }
+
+    @Test
+    void detachIsForNetlinkDevicesOnly() {
+        FakeAttach ioctl = new FakeAttach(false);
+        ActorRef<DaemonGuardian.Command> d = daemon(ioctl, false);
+        String a = map(d, "image = \"memory:1M\"").device();
+        TestProbe<DaemonGuardian.Reply> p = testKit.createTestProbe();
+        d.tell(new DaemonGuardian.Detach(a, p.getRef()));
+        assertTrue(p.expectMessageClass(DaemonGuardian.Reply.class).error().contains("needs netlink"));
+        FakeAttach netlink = new FakeAttach(true);
+        ActorRef<DaemonGuardian.Command> n = daemon(netlink, false);
+        String b = map(n, "image = \"memory:1M\"").device();
+        n.tell(new DaemonGuardian.Detach(b, p.getRef()));
+        assertNull(p.expectMessageClass(DaemonGuardian.Reply.class).error());
+        assertEquals("detached", netlink.lastCommand.get(b));
+    }
+
+    @Test
+    void stopAllStopsEveryDeviceThenTheDaemon() {
+        FakeAttach kernel = new FakeAttach(true);
+        ActorRef<DaemonGuardian.Command> d = daemon(kernel, false);
+        String a = map(d, "image = \"memory:1M\"").device();
+        String b = map(d, "image = \"memory:1M\"").device();
+        TestProbe<Object> watcher = testKit.createTestProbe();
+        d.tell(new DaemonGuardian.StopAll());
+        watcher.expectTerminated(d, Duration.ofSeconds(10));
+        assertEquals("detached", kernel.lastCommand.get(a));
+        assertEquals("detached", kernel.lastCommand.get(b));
+        assertEquals(1, exits.get());
+    }
+
+    @Test
+    void theDaemonMapStartedExitsWithItsLastDevice() {
+        FakeAttach kernel = new FakeAttach(true);
+        ActorRef<DaemonGuardian.Command> d = daemon(kernel, true);
+        String a = map(d, "image = \"memory:1M\"").device();
+        TestProbe<Object> watcher = testKit.createTestProbe();
+        watcher.expectNoMessage(Duration.ofMillis(600)); // past the linger: a device keeps it
+        assertEquals(1, list(d).size());
+        assertNull(unmap(d, a, false).error());
+        watcher.expectTerminated(d, Duration.ofSeconds(5));
+    }
+
+    @Test
+    void controlSocketServesRequestsAndOnlyItsOwnerMayOpenIt() throws Exception {
+        FakeAttach kernel = new FakeAttach(true);
+        ActorRef<DaemonGuardian.Command> d = daemon(kernel, false);
+        Path socket = dir.resolve("run/control.sock");
+        try (ControlServer server = ControlServer.start(socket, ControlServer.daemonHandler(d,
+                testKit.system().scheduler(), defaults, Duration.ofSeconds(10)))) {
+            assertEquals("rw-------", java.nio.file.attribute.PosixFilePermissions.toString(
+                    java.nio.file.Files.getPosixFilePermissions(socket)));
+            assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(
+                    java.nio.file.Files.getPosixFilePermissions(socket.getParent())));
+            Config mapped = ControlProtocol.call(socket, Map.of("op", "map",
+                    "device", Map.of("image", "memory:1M", "cookie", "k")));
+            assertTrue(mapped.getBoolean("ok"), mapped.toString());
+            String dev = mapped.getString("device");
+            Config listed = ControlProtocol.call(socket, Map.of("op", "list"));
+            Config row = listed.getConfigList("devices").get(0);
+            assertEquals(dev, row.getString("device"));
+            assertEquals("memory:1M", row.getString("image"), "the image as it was given");
+            assertEquals("k", row.getString("cookie"));
+            Config bad = ControlProtocol.call(socket, Map.of("op", "map", "device", Map.of("image", "p/i", "devize", "x")));
+            assertTrue(!bad.getBoolean("ok") && bad.getString("error").contains("devize"), bad.toString());
+            Config unknown = ControlProtocol.call(socket, Map.of("op", "frob"));
+            assertTrue(unknown.getString("error").contains("unknown control request"));
+            assertTrue(ControlProtocol.call(socket, Map.of("op", "unmap", "target", dev, "force", false)).getBoolean("ok"));
+        }
+        assertTrue(!java.nio.file.Files.exists(socket), "the socket file is removed on close");
+        try {
+            ControlProtocol.call(socket, Map.of("op", "list"));
+            throw new AssertionError("a closed daemon answered");
+        } catch (ControlProtocol.NoDaemonException expected) {
+            // what map takes as "start a daemon"
+        }
+    }
+}
