@@ -71,5 +71,73 @@ fi
 timeout 60 rbd bench --io-type write --io-size 4K --io-total 64K rbd/img >/dev/null 2>&1 || fail "writes still refused after unmap"
 step "--exclusive kept another writer out until unmap; --notrim offered no discard"
 
+# one daemon, two images: both listed with its pid in every format; a busy device is refused
+rbd create --size 64M rbd/img2 || fail "rbd create img2"
+dev=$(map rbd/img --show-cookie) || exit 1
+cookie=${dev#* }; dev=${dev%% *}
+dev2=$(map rbd/img2) || exit 1
+out=$("$rbd_nbd" map rbd/img2 --device "$dev" 2>&1) && fail "mapping the busy $dev succeeded"
+[[ $out == *busy* ]] || fail "busy device message: $out"
+"$rbd_nbd" list-mapped > /run/plain.txt
+pid=$(awk 'NR == 2 { print $1 }' /run/plain.txt)
+[ "$(head -1 /run/plain.txt | tr -s ' ')" = "id pool namespace image snap device cookie " ] || fail "list-mapped header: $(head -1 /run/plain.txt)"
+grep -Eq "^$pid +rbd +img +- +$dev +$cookie *\$" /run/plain.txt || { cat /run/plain.txt; fail "list-mapped plain: no row for rbd/img on $dev"; }
+grep -Eq "^$pid +rbd +img2 +- +$dev2 " /run/plain.txt || { cat /run/plain.txt; fail "list-mapped plain: no row for rbd/img2 on $dev2 by the same daemon"; }
+tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q rbd-nbd || fail "the daemon's command line lacks rbd-nbd"
+"$rbd_nbd" list-mapped --format xml | python3 -c 'import sys, xml.etree.ElementTree as E; d=E.fromstring(sys.stdin.read()); assert sorted(x.findtext("image") for x in d) == ["img", "img2"] and {x.findtext("id") for x in d} == {sys.argv[1]}, E.tostring(d)' "$pid" \
+  || fail "list-mapped --format xml"
+"$rbd_nbd" stats "$dev2" | grep -q "rbd/img2" || fail "stats $dev2 does not name rbd/img2"
+step "two images in one daemon (pid $pid); busy device refused; list-mapped plain, xml; stats"
+
+# quiesce: a snapshot runs the hook (a script without #!) around it; a failing hook fails the snapshot
+"$rbd_nbd" unmap "$dev2" || fail "unmap $dev2"
+printf 'echo "$1 $2" >> /run/hook.log\n[ ! -e /run/hook.fail ]\n' > /run/hook.sh && chmod +x /run/hook.sh
+dev2=$(map rbd/img2 --quiesce --quiesce-hook /run/hook.sh) || exit 1
+rbd snap create rbd/img2@q1 >/run/snap.out 2>&1 || { cat /run/snap.out; fail "rbd snap create with a quiesce hook"; }
+[ "$(cat /run/hook.log)" = "$(printf '%s quiesce\n%s unquiesce' "$dev2" "$dev2")" ] || fail "hook calls: $(cat /run/hook.log)"
+touch /run/hook.fail
+if rbd snap create rbd/img2@q2 >/run/snap.out 2>&1; then fail "rbd snap create succeeded though the quiesce hook failed"; fi
+rm -f /run/hook.fail
+step "quiesce hook ran around rbd snap create; a failing hook failed it"
+
+# detach leaves the netlink device to the kernel; attach with the cookie serves it again
+dd if=/dev/urandom of=/run/data2 bs=1M count=4 status=none
+dd if=/run/data2 of="$dev" bs=1M oflag=direct status=none || fail "write before detach"
+"$rbd_nbd" detach "$dev" || fail "detach $dev"
+[ -e "/sys/block/${dev#/dev/}/pid" ] || fail "$dev gone after detach (the kernel should hold it)"
+"$rbd_nbd" list-mapped | grep -q "$dev " && fail "$dev still listed after detach"
+"$rbd_nbd" attach --device "$dev" --cookie "$cookie" rbd/img || fail "attach $dev"
+[ "$(head -c 4M "$dev" | md5sum)" = "$(md5sum < /run/data2)" ] || fail "data after detach and attach"
+"$rbd_nbd" unmap rbd/img || fail "unmap rbd/img after attach"
+"$rbd_nbd" unmap "$dev2" || fail "unmap $dev2"
+for _ in $(seq 100); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+[ ! -e "/proc/$pid" ] || fail "the daemon still runs without devices"
+step "detach then attach kept the data; the daemon exited with its last device"
+
+# SIGTERM unmaps the daemon's ioctl devices (as killing Ceph's rbd-nbd does)
+dev=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=off" map rbd/img) || exit 1
+dev2=$(map rbd/img2 --read-only) || exit 1
+pid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+kill -TERM "$pid"
+for _ in $(seq 200); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+[ ! -e "/proc/$pid" ] || fail "the daemon still runs 20 s after SIGTERM"
+[ -z "$(sysfs "$dev" pid)" ] && [ -z "$(sysfs "$dev2" pid)" ] || fail "devices still connected after SIGTERM"
+[ "$(rbd export rbd/img - 2>/dev/null | head -c 4M | md5sum)" = "$(md5sum < /run/data2)" ] || fail "data after SIGTERM"
+step "SIGTERM unmapped both ioctl devices"
+
+# devices listed in the configuration are mapped when the daemon starts (as under systemd)
+cat > /run/rbd-nbd.conf <<CONF
+rbdnbd.daemon.devices = [ { image = "rbd/img2", device = "/dev/nbd5", read-only = true } ]
+CONF
+RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Dconfig.file=/run/rbd-nbd.conf" "$rbd_nbd" daemon 2>>"$log" &
+daemon=$!
+for _ in $(seq 600); do [ -n "$(sysfs nbd5 pid)" ] && break; sleep 0.1; done
+"$rbd_nbd" list-mapped | grep -Eq "^$daemon +rbd +img2 +- +/dev/nbd5 " || fail "the configured device is not mapped: $("$rbd_nbd" list-mapped)"
+echo 'rbdnbd.engine.iodeph = 3' > /run/bad.conf
+out=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Dconfig.file=/run/bad.conf" "$rbd_nbd" daemon 2>&1) && fail "a daemon with a broken config started"
+[[ $out == *bad.conf*iodeph* ]] || fail "broken config message: $out"
+kill -TERM $daemon; wait $daemon || fail "the foreground daemon exited non-zero on SIGTERM"
+step "configured device mapped at start; a broken config refused with file and key"
+
 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" stop "$ceph_dir" --purge || fail "cluster stop"
 echo "PASS kernel-rbd"

@@ -114,11 +114,23 @@ public final class NbdDevice implements AutoCloseable {
     /** The pid serving /dev/nbdN (sysfs {@code pid} exists only while connected), if any. */
     public static OptionalInt servingPid(int index) {
         Path pid = Path.of("/sys/block/nbd" + index + "/pid");
+        int task;
         try {
-            return OptionalInt.of(Integer.parseInt(Files.readString(pid).trim()));
+            task = Integer.parseInt(Files.readString(pid).trim());
         } catch (IOException | NumberFormatException e) {
             return OptionalInt.empty();
         }
+        // The kernel records the thread that connected the device; its process is what serves it.
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/" + task + "/status"))) {
+                if (line.startsWith("Tgid:")) {
+                    return OptionalInt.of(Integer.parseInt(line.substring(5).trim()));
+                }
+            }
+        } catch (IOException | NumberFormatException e) {
+            // that thread is gone
+        }
+        return OptionalInt.of(task);
     }
 
     /** The backend identifier (cookie) a netlink-attached device was connected with, if any. */
