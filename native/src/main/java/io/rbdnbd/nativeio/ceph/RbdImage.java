@@ -209,12 +209,14 @@ public final class RbdImage implements AutoCloseable {
 
     /** True when the image has the exclusive-lock feature (writes and user flushes need the lock). */
     public boolean exclusiveLockEnabled() throws NativeException {
+        ensureOpen();
         long[] out = new long[1];
         RadosCluster.check(Librbd.rbd_get_features(handle, out), "get the features of '" + name + "'");
         return (out[0] & Librbd.FEATURE_EXCLUSIVE_LOCK) != 0;
     }
 
     public boolean ownsExclusiveLock() throws NativeException {
+        ensureOpen();
         int[] out = new int[1];
         RadosCluster.check(Librbd.rbd_is_exclusive_lock_owner(handle, out), "ask for the lock owner of '" + name + "'");
         return out[0] != 0;
