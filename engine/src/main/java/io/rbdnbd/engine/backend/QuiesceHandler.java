@@ -12,7 +12,8 @@ public interface QuiesceHandler {
 
     /**
      * A snapshot is about to be taken: make what lies above the device consistent (for instance,
-     * freeze its filesystem) and complete. A failed stage fails the snapshot. The backend flushes
+     * freeze its filesystem) and complete. A failed stage fails the snapshot; one that never
+     * completes holds it (bound it, as {@code QuiesceHook}'s timeout does). The backend flushes
      * the image once the stage has completed normally, before the snapshot is taken.
      */
     CompletionStage<Void> quiesce();

@@ -276,7 +276,7 @@ public final class RbdBackend implements BlockBackend {
 
         @Override
         public synchronized void quiesce(IntConsumer done) {
-            last = last.thenCompose(v -> {
+            last = last.thenComposeAsync(v -> {
                 log.info("{}: a snapshot is being taken: quiescing", describe());
                 return call(handler::quiesce).thenCompose(q -> flushForSnapshot().exceptionallyCompose(t ->
                         call(handler::unquiesce).handle((u, undoFailure) -> {
@@ -284,16 +284,18 @@ public final class RbdBackend implements BlockBackend {
                                 log.warn("{}: unquiescing after the failed flush failed too: {}", describe(),
                                         message(undoFailure));
                             }
-                            throw new CompletionException(t);
+                            throw t instanceof CompletionException ce ? ce : new CompletionException(t);
                         })));
-            }).handle((v, t) -> {
+            }, blocking).handle((v, t) -> {
                 if (t == null) {
-                    log.info("{}: quiesced and flushed; the snapshot is taken now", describe());
+                    log.info("{}: quiesced; the snapshot is taken now", describe());
                     done.accept(0);
                 } else {
-                    BackendException e = failure("quiesce", t);
-                    log.warn("{}: quiescing failed, so the snapshot fails: {}", describe(), e.getMessage());
-                    done.accept(-e.errno());
+                    Throwable c = unwrap(t);
+                    int errno = c instanceof BackendException be ? be.errno()
+                            : c instanceof NativeException ne ? ne.errno() : Errno.EIO;
+                    log.warn("{}: quiescing failed, so the snapshot fails: {}", describe(), message(c));
+                    done.accept(-errno);
                 }
                 return null;
             });
@@ -301,14 +303,17 @@ public final class RbdBackend implements BlockBackend {
 
         @Override
         public synchronized void unquiesce() {
-            last = last.thenCompose(v -> call(handler::unquiesce).handle((u, t) -> {
+            last = last.thenComposeAsync(v -> call(handler::unquiesce).<Void>handle((u, t) -> {
                 if (t == null) {
                     log.info("{}: unquiesced after the snapshot", describe());
                 } else {
                     log.warn("{}: unquiescing after the snapshot failed: {}", describe(), message(t));
                 }
                 return null;
-            }));
+            }), blocking).exceptionally(t -> { // the executor refused: shutting down
+                log.warn("{}: cannot unquiesce after the snapshot: {}", describe(), message(t));
+                return null;
+            });
         }
 
         /** The handler's stage; one that throws instead of failing its stage fails it all the same. */
@@ -336,12 +341,25 @@ public final class RbdBackend implements BlockBackend {
             } catch (NativeException e) {
                 throw failure("flush before a snapshot", e);
             }
-        }, blocking).thenCompose(needed -> needed ? flush().toCompletableFuture()
-                : CompletableFuture.<Void>completedFuture(null));
+        }, blocking).thenCompose(needed -> {
+            if (needed) {
+                return flush().toCompletableFuture();
+            }
+            log.debug("{}: not flushing before the snapshot: this client does not hold the exclusive lock", describe());
+            return CompletableFuture.<Void>completedFuture(null);
+        });
+    }
+
+    private static Throwable unwrap(Throwable t) {
+        Throwable c = t;
+        while (c instanceof CompletionException && c.getCause() != null) {
+            c = c.getCause();
+        }
+        return c;
     }
 
     private static String message(Throwable t) {
-        Throwable c = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+        Throwable c = unwrap(t);
         return c.getMessage() != null ? c.getMessage() : c.toString();
     }
 

@@ -37,7 +37,7 @@ public final class ScriptedBackend implements BlockBackend {
     public final ConcurrentLinkedQueue<CompletableFuture<Void>> held = new ConcurrentLinkedQueue<>();
     /** With {@link #snapshots}, the handlers {@link #watchQuiesce} holds (a closed watch leaves). */
     public final List<QuiesceHandler> quiesceWatches = new CopyOnWriteArrayList<>();
-    /** Whether the image has snapshots, so that {@link #watchQuiesce} accepts handlers. */
+    /** Whether {@link #watchQuiesce} keeps handlers here instead of passing them to the wrapped backend. */
     public volatile boolean snapshots;
 
     public ScriptedBackend(BlockBackend inner) {
@@ -171,7 +171,7 @@ public final class ScriptedBackend implements BlockBackend {
     @Override
     public Optional<AutoCloseable> watchQuiesce(QuiesceHandler handler) {
         if (!snapshots) {
-            return Optional.empty();
+            return inner.watchQuiesce(handler);
         }
         quiesceWatches.add(handler);
         return Optional.of(() -> quiesceWatches.remove(handler));
