@@ -463,11 +463,12 @@ public final class RbdImage implements AutoCloseable {
         }
 
         /**
-         * Ends the watch; blocks until librbd has let go of it (at most while the answers of the
-         * image's other quiesce watches are outstanding). A request still awaiting the listener's
-         * answer is answered -ESHUTDOWN, so that snapshot fails (should the listener's quiesce
-         * succeed after all, it gets an unquiesce); when the listener holds writes for a snapshot
-         * under way it gets its unquiesce now. Idempotent.
+         * Ends the watch; blocks until librbd has let go of it: at once, unless another quiesce
+         * watch of this image has yet to answer a request (then until that snapshot has ended, as
+         * librbd lets go of watches only between snapshots). A request still awaiting the
+         * listener's answer is answered -ESHUTDOWN, so that snapshot fails (should the listener's
+         * quiesce succeed after all, it gets an unquiesce); when the listener holds writes for a
+         * snapshot under way it gets its unquiesce now. Idempotent.
          */
         @Override
         public void close() throws NativeException {
