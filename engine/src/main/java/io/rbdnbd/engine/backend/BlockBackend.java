@@ -3,6 +3,7 @@ package io.rbdnbd.engine.backend;
 import org.apache.pekko.util.ByteString;
 
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.CompletionStage;
 
 /**
@@ -57,6 +58,18 @@ public interface BlockBackend {
 
     /** Advises that the range will be read soon. Completing without doing anything is correct. */
     CompletionStage<Void> cache(long offset, long length);
+
+    /**
+     * Has {@code handler} called around every snapshot taken of the image, by anyone (see
+     * {@link QuiesceHandler}), until the result is closed or the backend is. Empty when the
+     * image has no snapshots (files, memory): there is nothing to watch. Closing the result may
+     * block while a snapshot is being taken; run it off latency-sensitive threads.
+     *
+     * @throws BackendException when the image refuses the watch
+     */
+    default Optional<AutoCloseable> watchQuiesce(QuiesceHandler handler) {
+        return Optional.empty();
+    }
 
     /** Flushes and releases the image. The backend is unusable afterwards. */
     CompletionStage<Void> close();

@@ -14,10 +14,13 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
+import java.util.function.IntConsumer;
+import java.util.function.Supplier;
 
 /**
  * An RBD image through librbd: reads, writes, flushes, discards and write-zeroes are librbd aio
@@ -27,6 +30,8 @@ import java.util.concurrent.Executor;
  *
  * <p>Each backend has its own cluster connection, so a blocklisting or a lost exclusive lock hits
  * this image only; those failures come back as {@link BackendException#handleLost()}.
+ *
+ * <p>{@link #watchQuiesce} is librbd's quiesce watch, as Ceph's rbd-nbd {@code --quiesce} uses it.
  */
 public final class RbdBackend implements BlockBackend {
     private static final Logger log = LoggerFactory.getLogger(RbdBackend.class);
@@ -237,6 +242,125 @@ public final class RbdBackend implements BlockBackend {
     @Override
     public CompletionStage<Void> cache(long offset, long length) {
         return CompletableFuture.completedFuture(null);
+    }
+
+    /**
+     * Runs {@code handler} around every snapshot of the image, as Ceph's rbd-nbd does: its
+     * quiesce, then a flush of the image, then the answer to librbd (a failure of either fails
+     * the snapshot with its errno); after the snapshot its unquiesce. Should the flush fail after
+     * the handler's quiesce succeeded, the handler is unquiesced at once. The handler's calls run
+     * on the blocking executor. Closing the result, or this backend, ends the watch.
+     */
+    @Override
+    public Optional<AutoCloseable> watchQuiesce(QuiesceHandler handler) {
+        try {
+            return Optional.of(image.watchQuiesce(new QuiesceRelay(handler), blocking));
+        } catch (NativeException e) {
+            throw failure("watch for snapshots", e);
+        }
+    }
+
+    /**
+     * Between librbd's quiesce watch and a handler. librbd's requests come one at a time; the
+     * handler's calls are chained as well, so that an unquiesce still running delays the next
+     * quiesce rather than overlapping it.
+     */
+    private final class QuiesceRelay implements RbdImage.QuiesceListener {
+        private final QuiesceHandler handler;
+        /** The handler's last call, with the flush and the answer of a quiesce. */
+        private CompletableFuture<Void> last = CompletableFuture.completedFuture(null);
+
+        QuiesceRelay(QuiesceHandler handler) {
+            this.handler = handler;
+        }
+
+        @Override
+        public synchronized void quiesce(IntConsumer done) {
+            last = last.thenComposeAsync(v -> {
+                log.info("{}: a snapshot is being taken: quiescing", describe());
+                return call(handler::quiesce).thenCompose(q -> flushForSnapshot().exceptionallyCompose(t ->
+                        call(handler::unquiesce).handle((u, undoFailure) -> {
+                            if (undoFailure != null) {
+                                log.warn("{}: unquiescing after the failed flush failed too: {}", describe(),
+                                        message(undoFailure));
+                            }
+                            throw t instanceof CompletionException ce ? ce : new CompletionException(t);
+                        })));
+            }, blocking).handle((v, t) -> {
+                if (t == null) {
+                    log.info("{}: quiesced; the snapshot is taken now", describe());
+                    done.accept(0);
+                } else {
+                    Throwable c = unwrap(t);
+                    int errno = c instanceof BackendException be ? be.errno()
+                            : c instanceof NativeException ne ? ne.errno() : Errno.EIO;
+                    log.warn("{}: quiescing failed, so the snapshot fails: {}", describe(), message(c));
+                    done.accept(-errno);
+                }
+                return null;
+            });
+        }
+
+        @Override
+        public synchronized void unquiesce() {
+            last = last.thenComposeAsync(v -> call(handler::unquiesce).<Void>handle((u, t) -> {
+                if (t == null) {
+                    log.info("{}: unquiesced after the snapshot", describe());
+                } else {
+                    log.warn("{}: unquiescing after the snapshot failed: {}", describe(), message(t));
+                }
+                return null;
+            }), blocking).exceptionally(t -> { // the executor refused: shutting down
+                log.warn("{}: cannot unquiesce after the snapshot: {}", describe(), message(t));
+                return null;
+            });
+        }
+
+        /** The handler's stage; one that throws instead of failing its stage fails it all the same. */
+        private CompletableFuture<Void> call(Supplier<CompletionStage<Void>> step) {
+            try {
+                return step.get().toCompletableFuture();
+            } catch (RuntimeException e) {
+                return CompletableFuture.failedFuture(e);
+            }
+        }
+    }
+
+    /**
+     * The flush that is part of a quiesce. As in Ceph's rbd-nbd, only with the exclusive lock
+     * held or no such lock: without it this client has no write in flight, and a flush would ask
+     * for the lock, which the client taking the snapshot may hold while it waits for us.
+     */
+    private CompletableFuture<Void> flushForSnapshot() {
+        if (image.readOnly()) {
+            return CompletableFuture.completedFuture(null);
+        }
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return !image.exclusiveLockEnabled() || image.ownsExclusiveLock();
+            } catch (NativeException e) {
+                throw failure("flush before a snapshot", e);
+            }
+        }, blocking).thenCompose(needed -> {
+            if (needed) {
+                return flush().toCompletableFuture();
+            }
+            log.debug("{}: not flushing before the snapshot: this client does not hold the exclusive lock", describe());
+            return CompletableFuture.<Void>completedFuture(null);
+        });
+    }
+
+    private static Throwable unwrap(Throwable t) {
+        Throwable c = t;
+        while (c instanceof CompletionException && c.getCause() != null) {
+            c = c.getCause();
+        }
+        return c;
+    }
+
+    private static String message(Throwable t) {
+        Throwable c = unwrap(t);
+        return c.getMessage() != null ? c.getMessage() : c.toString();
     }
 
     @Override

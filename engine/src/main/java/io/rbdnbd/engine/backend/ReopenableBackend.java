@@ -9,6 +9,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -38,6 +39,9 @@ import java.util.function.Function;
  * <p>Writes acknowledged but not yet flushed when a handle is lost may never reach the image: the
  * next {@link #flush()} (or {@link #close()}) after such a loss fails EIO once, so that the client
  * does not take a later flush as covering them.
+ *
+ * <p>A {@link #watchQuiesce quiesce watch} is registered on every handle in turn, so snapshots of a
+ * reopened image still reach its handler.
  *
  * <p>{@link #size()}, {@link #readOnly()} and {@link #describe()} answer from the last handle,
  * as does {@link #refreshSize()} while down. No lock is held while calling a handle: the state
@@ -95,7 +99,56 @@ public final class ReopenableBackend implements BlockBackend {
     private record Waiter<T>(Kind kind, Function<BlockBackend, CompletionStage<T>> op, CompletableFuture<T> result) {
     }
 
+    /** One {@link #watchQuiesce} registration, watching the newest handle it has seen. */
+    private final class QuiesceRegistration implements AutoCloseable {
+        private final QuiesceHandler handler;
+        // guarded by this
+        private long generation = -1;
+        private AutoCloseable watch;
+        private boolean closed;
+
+        QuiesceRegistration(QuiesceHandler handler) {
+            this.handler = handler;
+        }
+
+        /**
+         * Watches {@code h} unless a newer handle is watched already; false when {@code h} has no
+         * snapshots. The older handle's watch is left to its close, which the owner of a lost
+         * handle does (and which may block, while this runs on whichever thread replaces).
+         */
+        synchronized boolean attach(Handle h) {
+            if (closed || h.generation <= generation) {
+                return true;
+            }
+            Optional<AutoCloseable> w = h.backend.watchQuiesce(handler);
+            if (w.isEmpty()) {
+                return false;
+            }
+            generation = h.generation;
+            watch = w.get();
+            return true;
+        }
+
+        @Override
+        public void close() throws Exception {
+            AutoCloseable w;
+            synchronized (this) {
+                if (closed) {
+                    return;
+                }
+                closed = true;
+                w = watch;
+                watch = null;
+            }
+            quiesceWatches.remove(this);
+            if (w != null) {
+                w.close();
+            }
+        }
+    }
+
     private final AtomicReference<State> state;
+    private final Set<QuiesceRegistration> quiesceWatches = ConcurrentHashMap.newKeySet();
     private final long requestWaitNanos;
     private final Consumer<Lost> onLost;
     private final AtomicLong arrivals = new AtomicLong();
@@ -146,6 +199,14 @@ public final class ReopenableBackend implements BlockBackend {
                     resume(e.getValue());
                 }
             }
+            for (QuiesceRegistration r : quiesceWatches) {
+                try {
+                    r.attach(up.last());
+                } catch (RuntimeException e) {
+                    log.error("{}: snapshots of the reopened image will not be quiesced: {}", fresh.describe(),
+                            e.getMessage());
+                }
+            }
             return true;
         }
     }
@@ -185,6 +246,33 @@ public final class ReopenableBackend implements BlockBackend {
     }
 
     // ---- BlockBackend ----
+
+    /**
+     * Registers {@code handler} on the current handle and again on every handle that
+     * {@link #replace replaces} it; while the handle is lost, on the next one. Empty when the
+     * handle has no snapshots. Closing the result ends the watch on the handle in use.
+     *
+     * @throws IllegalStateException when this backend is closed
+     */
+    @Override
+    public Optional<AutoCloseable> watchQuiesce(QuiesceHandler handler) {
+        QuiesceRegistration r = new QuiesceRegistration(handler);
+        quiesceWatches.add(r); // before reading the state: a replace from now on attaches it
+        State s = state.get();
+        try {
+            if (s instanceof Closed) {
+                throw new IllegalStateException(describe() + " is closed");
+            }
+            if (s instanceof Up u && !r.attach(u.last())) {
+                quiesceWatches.remove(r);
+                return Optional.empty();
+            }
+        } catch (RuntimeException e) {
+            quiesceWatches.remove(r);
+            throw e;
+        }
+        return Optional.of(r);
+    }
 
     @Override
     public long size() {
@@ -266,6 +354,7 @@ public final class ReopenableBackend implements BlockBackend {
             if (!state.compareAndSet(s, c)) {
                 continue;
             }
+            quiesceWatches.clear(); // closing the handle ends its watches
             if (s instanceof Up u) {
                 return u.last().backend.close().thenCompose(v -> {
                     BackendException lost = unflushedLoss.getAndSet(null);

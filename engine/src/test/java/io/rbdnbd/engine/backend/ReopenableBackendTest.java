@@ -293,6 +293,64 @@ class ReopenableBackendTest {
         }
     }
 
+    private static final QuiesceHandler NO_OP_QUIESCE = new QuiesceHandler() {
+        @Override
+        public CompletionStage<Void> quiesce() {
+            return CompletableFuture.completedFuture(null);
+        }
+
+        @Override
+        public CompletionStage<Void> unquiesce() {
+            return CompletableFuture.completedFuture(null);
+        }
+    };
+
+    @Test
+    void aQuiesceWatchFollowsEveryReplacingHandleUntilClosed() throws Exception {
+        ScriptedBackend first = new ScriptedBackend(new MemoryBackend(SIZE));
+        first.snapshots = true;
+        ReopenableBackend r = wrap(first, LONG_WAIT);
+        AutoCloseable watch = r.watchQuiesce(NO_OP_QUIESCE).orElseThrow();
+        assertEquals(List.of(NO_OP_QUIESCE), first.quiesceWatches);
+
+        loseHandle(r, first);
+        ScriptedBackend second = new ScriptedBackend(new MemoryBackend(SIZE));
+        second.snapshots = true;
+        assertTrue(r.replace(second));
+        assertEquals(List.of(NO_OP_QUIESCE), second.quiesceWatches);
+
+        watch.close();
+        assertTrue(second.quiesceWatches.isEmpty());
+        loseHandle(r, second);
+        ScriptedBackend third = new ScriptedBackend(new MemoryBackend(SIZE));
+        third.snapshots = true;
+        assertTrue(r.replace(third));
+        assertTrue(third.quiesceWatches.isEmpty(), "a closed watch came back");
+    }
+
+    @Test
+    void aQuiesceWatchRegisteredWhileTheHandleIsLostStartsOnTheNextOne() throws Exception {
+        ScriptedBackend first = new ScriptedBackend(new MemoryBackend(SIZE));
+        first.snapshots = true;
+        ReopenableBackend r = wrap(first, LONG_WAIT);
+        loseHandle(r, first);
+        assertTrue(r.watchQuiesce(NO_OP_QUIESCE).isPresent());
+        assertTrue(first.quiesceWatches.isEmpty(), "the lost handle was watched");
+        ScriptedBackend second = new ScriptedBackend(new MemoryBackend(SIZE));
+        second.snapshots = true;
+        r.replace(second);
+        assertEquals(List.of(NO_OP_QUIESCE), second.quiesceWatches);
+    }
+
+    @Test
+    void handlesWithoutSnapshotsHaveNoQuiesceWatch() throws Exception {
+        ReopenableBackend r = wrap(new ScriptedBackend(new MemoryBackend(SIZE)), LONG_WAIT);
+        assertTrue(r.watchQuiesce(NO_OP_QUIESCE).isEmpty());
+        assertTrue(new MemoryBackend(SIZE).watchQuiesce(NO_OP_QUIESCE).isEmpty());
+        value(r.close());
+        assertThrows(IllegalStateException.class, () -> r.watchQuiesce(NO_OP_QUIESCE));
+    }
+
     @Test
     void closeClosesTheCurrentHandleAndAHandleOpenedAfterwardsIsClosedToo() throws Exception {
         ScriptedBackend first = new ScriptedBackend(new MemoryBackend(SIZE));

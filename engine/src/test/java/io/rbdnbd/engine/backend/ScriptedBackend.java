@@ -4,9 +4,11 @@ import org.apache.pekko.util.ByteString;
 
 import java.time.Duration;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Function;
@@ -33,6 +35,10 @@ public final class ScriptedBackend implements BlockBackend {
     public final AtomicInteger inFlight = new AtomicInteger();
     public final AtomicInteger maxInFlight = new AtomicInteger();
     public final ConcurrentLinkedQueue<CompletableFuture<Void>> held = new ConcurrentLinkedQueue<>();
+    /** With {@link #snapshots}, the handlers {@link #watchQuiesce} holds (a closed watch leaves). */
+    public final List<QuiesceHandler> quiesceWatches = new CopyOnWriteArrayList<>();
+    /** Whether {@link #watchQuiesce} keeps handlers here instead of passing them to the wrapped backend. */
+    public volatile boolean snapshots;
 
     public ScriptedBackend(BlockBackend inner) {
         this.inner = inner;
@@ -160,6 +166,15 @@ public final class ScriptedBackend implements BlockBackend {
     @Override
     public CompletionStage<Void> cache(long offset, long length) {
         return around(Op.CACHE, () -> inner.cache(offset, length));
+    }
+
+    @Override
+    public Optional<AutoCloseable> watchQuiesce(QuiesceHandler handler) {
+        if (!snapshots) {
+            return inner.watchQuiesce(handler);
+        }
+        quiesceWatches.add(handler);
+        return Optional.of(() -> quiesceWatches.remove(handler));
     }
 
     @Override

@@ -15,6 +15,7 @@ final class Librbd {
     static final int ENCRYPTION_FORMAT_LUKS2 = 1;
     static final int WRITE_ZEROES_FLAG_THICK_PROVISION = 1;
     static final int OP_FLAG_FADVISE_FUA = 0x80;
+    static final long FEATURE_EXCLUSIVE_LOCK = 1L << 2;
     static final long FEATURE_FAST_DIFF = 1L << 4;
 
     /** {@code void (*rbd_callback_t)(rbd_completion_t cb, void *arg)} */
@@ -27,7 +28,10 @@ final class Librbd {
         int invoke(long offset, long length, int exists, long arg);
     }
 
-    /** {@code void (*rbd_update_callback_t)(void *arg)}: the image header changed (resize, snapshot, ...). */
+    /**
+     * {@code void (*rbd_update_callback_t)(void *arg)}: the image header changed (resize, snapshot,
+     * ...); also the type of rbd_quiesce_watch's quiesce and unquiesce callbacks.
+     */
     interface UpdateCallback extends Callback {
         void invoke(long arg);
     }
@@ -75,6 +79,14 @@ final class Librbd {
     static native int rbd_update_watch(long image, long[] handle, UpdateCallback callback, long arg);
 
     static native int rbd_update_unwatch(long image, long handle);
+
+    static native int rbd_quiesce_watch(long image, UpdateCallback quiesce, UpdateCallback unquiesce, long arg,
+                                        long[] handle);
+
+    /** Answers one quiesce request; librbd aborts the process when no quiesce awaits this answer. */
+    static native void rbd_quiesce_complete(long image, long handle, int r);
+
+    static native int rbd_quiesce_unwatch(long image, long handle);
 
     static native int rbd_diff_iterate2(long image, String fromSnap, long offset, long length, byte includeParent,
                                         byte wholeObject, DiffCallback callback, long arg);

@@ -8,11 +8,15 @@ import io.rbdnbd.nativeio.Errno;
 import io.rbdnbd.nativeio.NativeBuffer;
 import io.rbdnbd.nativeio.NativeException;
 
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.IntConsumer;
 
 /**
  * An open RBD image (an {@code rbd_image_t}). The {@code aio} calls return at once and complete
@@ -21,7 +25,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * until its future completes.
  *
  * <p>All completions go through one static JNA callback whose native threads stay attached to the
- * JVM (a {@link CallbackThreadInitializer} without detach): no thread attach per I/O.
+ * JVM (a {@link CallbackThreadInitializer} without detach): no thread attach per I/O. The same
+ * holds for the update and quiesce watches' callbacks.
  */
 public final class RbdImage implements AutoCloseable {
 
@@ -52,19 +57,46 @@ public final class RbdImage implements AutoCloseable {
         void extent(long offset, long length, boolean exists);
     }
 
+    /**
+     * Hears of snapshots being taken of the image, for a consistent snapshot (Ceph's
+     * {@code rbd_quiesce_watch}). Calls come in librbd's order, one at a time, on the executor
+     * given to {@link #watchQuiesce}, never on librbd's thread.
+     */
+    public interface QuiesceListener {
+        /**
+         * A snapshot is about to be taken: stop writes and flush, then answer {@code done} with 0,
+         * or with a negative errno to make the snapshot fail. The snapshot waits for the answer;
+         * it may come from any thread, only the first counts, and once the watch is closed none
+         * is needed (closing answers -ESHUTDOWN).
+         */
+        void quiesce(IntConsumer done);
+
+        /**
+         * The snapshot is taken (or failed): writes may go on. Follows exactly each quiesce
+         * answered 0 and no other: librbd sends it, or, when the client taking the snapshot
+         * vanishes, librbd's own timer; closing the watch before then sends it too.
+         */
+        void unquiesce();
+    }
+
     private static final Map<Long, Aio> PENDING = new ConcurrentHashMap<>();
     private static final Map<Long, DiffSink> DIFFS = new ConcurrentHashMap<>();
     private static final Map<Long, Runnable> WATCHERS = new ConcurrentHashMap<>();
+    private static final Map<Long, QuiesceWatch> QUIESCE_WATCHES = new ConcurrentHashMap<>();
     private static final AtomicLong IDS = new AtomicLong();
 
     private static final Librbd.CompletionCallback ON_COMPLETE = RbdImage::completed;
     private static final Librbd.DiffCallback ON_DIFF = RbdImage::diffExtent;
     private static final Librbd.UpdateCallback ON_UPDATE = RbdImage::updated;
+    private static final Librbd.UpdateCallback ON_QUIESCE = RbdImage::quiesceRequested;
+    private static final Librbd.UpdateCallback ON_UNQUIESCE = RbdImage::unquiesceRequested;
 
     static {
         Native.setCallbackThreadInitializer(ON_COMPLETE, new CallbackThreadInitializer(true, false, "librbd-completion"));
         Native.setCallbackThreadInitializer(ON_DIFF, new CallbackThreadInitializer(true, false, "librbd-diff"));
         Native.setCallbackThreadInitializer(ON_UPDATE, new CallbackThreadInitializer(true, false, "librbd-watch"));
+        Native.setCallbackThreadInitializer(ON_QUIESCE, new CallbackThreadInitializer(true, false, "librbd-quiesce"));
+        Native.setCallbackThreadInitializer(ON_UNQUIESCE, new CallbackThreadInitializer(true, false, "librbd-quiesce"));
     }
 
     /** One asynchronous call: what it was (for the error message) and who waits for it. */
@@ -85,6 +117,8 @@ public final class RbdImage implements AutoCloseable {
     private volatile boolean closed;
     private long watchId = -1;
     private long watchHandle;
+    /** Open quiesce watches; guarded by this. */
+    private final List<QuiesceWatch> quiesceWatches = new ArrayList<>();
 
     private RbdImage(long ioctx, long handle, String name, boolean readOnly) {
         this.ioctx = ioctx;
@@ -173,7 +207,16 @@ public final class RbdImage implements AutoCloseable {
         return (out[0] & Librbd.FEATURE_FAST_DIFF) != 0;
     }
 
+    /** True when the image has the exclusive-lock feature (writes and user flushes need the lock). */
+    public boolean exclusiveLockEnabled() throws NativeException {
+        ensureOpen();
+        long[] out = new long[1];
+        RadosCluster.check(Librbd.rbd_get_features(handle, out), "get the features of '" + name + "'");
+        return (out[0] & Librbd.FEATURE_EXCLUSIVE_LOCK) != 0;
+    }
+
     public boolean ownsExclusiveLock() throws NativeException {
+        ensureOpen();
         int[] out = new int[1];
         RadosCluster.check(Librbd.rbd_is_exclusive_lock_owner(handle, out), "ask for the lock owner of '" + name + "'");
         return out[0] != 0;
@@ -264,6 +307,211 @@ public final class RbdImage implements AutoCloseable {
         }
     }
 
+    /**
+     * Tells {@code listener} of every snapshot being taken of the image, on {@code executor} (see
+     * {@link QuiesceListener}). Several watches may be open; each is ended by its
+     * {@link QuiesceWatch#close()} or by closing the image.
+     */
+    public QuiesceWatch watchQuiesce(QuiesceListener listener, Executor executor) throws NativeException {
+        synchronized (this) {
+            ensureOpen();
+            QuiesceWatch w = new QuiesceWatch(IDS.incrementAndGet(), listener, executor);
+            synchronized (w) { // a request arriving before the handle is known waits here for it
+                QUIESCE_WATCHES.put(w.id, w);
+                long[] out = new long[1];
+                int r = Librbd.rbd_quiesce_watch(handle, ON_QUIESCE, ON_UNQUIESCE, w.id, out);
+                if (r < 0) {
+                    QUIESCE_WATCHES.remove(w.id);
+                    throw new NativeException("watch '" + name + "' for snapshots", -r);
+                }
+                w.watchHandle = out[0];
+            }
+            quiesceWatches.add(w);
+            return w;
+        }
+    }
+
+    private static void quiesceRequested(long id) {
+        QuiesceWatch w = QUIESCE_WATCHES.get(id);
+        if (w != null) {
+            try {
+                w.requested();
+            } catch (Throwable ignored) {
+                // nothing may escape into librbd's thread (requested only queues work)
+            }
+        }
+    }
+
+    private static void unquiesceRequested(long id) {
+        QuiesceWatch w = QUIESCE_WATCHES.get(id);
+        if (w != null) {
+            try {
+                w.unquiesced();
+            } catch (Throwable ignored) {
+                // nothing may escape into librbd's thread (unquiesced only queues work)
+            }
+        }
+    }
+
+    /**
+     * One quiesce watch of this image. librbd's callbacks only queue the listener's calls here:
+     * it runs them on its image work queue, which must not wait for a hook or a flush.
+     *
+     * <p>Every request is answered exactly once ({@code rbd_quiesce_complete} aborts the process
+     * when nothing awaits an answer, and an unanswered one stalls the snapshot and any unwatch),
+     * never after the image is closed.
+     */
+    public final class QuiesceWatch implements AutoCloseable {
+        private final long id;
+        private final QuiesceListener listener;
+        private final Executor executor;
+        // all guarded by this
+        private long watchHandle;
+        private long requests;
+        /** The request awaiting the listener's answer, 0 when none. */
+        private long awaiting;
+        /** Answered 0 and no unquiesce delivered yet: the listener still holds writes. */
+        private boolean quiesced;
+        /** The request closing answered for the listener, 0 when none. */
+        private long refused;
+        /** rbd_quiesce_complete calls under way; close waits for them. */
+        private int answering;
+        private boolean closing;
+        /** The listener's calls, chained so that they run in order, one at a time. */
+        private CompletableFuture<Void> events = CompletableFuture.completedFuture(null);
+
+        private QuiesceWatch(long id, QuiesceListener listener, Executor executor) {
+            this.id = id;
+            this.listener = listener;
+            this.executor = executor;
+        }
+
+        /** On librbd's thread: hands the request to the listener, or refuses it while closing. */
+        private void requested() {
+            long request;
+            synchronized (this) {
+                request = ++requests;
+                if (!closing) {
+                    awaiting = request;
+                    deliver(() -> {
+                        try {
+                            listener.quiesce(r -> answer(request, r));
+                        } catch (RuntimeException e) {
+                            answer(request, -Errno.EIO);
+                        }
+                    }, request);
+                    return;
+                }
+            }
+            // The unwatch under way cannot return before this request is answered, so the image
+            // is still open.
+            Librbd.rbd_quiesce_complete(handle, watchHandle, -Errno.ESHUTDOWN);
+        }
+
+        /** On librbd's thread. librbd skips the watches that answered a quiesce with an error. */
+        private synchronized void unquiesced() {
+            if (quiesced) { // else closing has delivered it already
+                quiesced = false;
+                deliver(this::unquiesceListener, 0);
+            }
+        }
+
+        private void unquiesceListener() {
+            try {
+                listener.unquiesce();
+            } catch (RuntimeException ignored) {
+                // the listener logs its own failures; nothing to answer
+            }
+        }
+
+        /** Queues a call of the listener behind the previous ones; under this. */
+        private void deliver(Runnable call, long request) {
+            events = events.handleAsync((v, t) -> {
+                call.run();
+                return null;
+            }, executor);
+            if (request != 0) { // fails only when the executor refused the call
+                events.exceptionally(t -> {
+                    answer(request, -Errno.ESHUTDOWN);
+                    return null;
+                });
+            }
+        }
+
+        private void answer(long request, int r) {
+            synchronized (this) {
+                if (closing || awaiting != request) {
+                    if (request == refused && r >= 0) { // quiesced after closing refused it: undo
+                        refused = 0;
+                        deliver(this::unquiesceListener, 0);
+                    }
+                    return;
+                }
+                awaiting = 0;
+                quiesced = r >= 0;
+                answering++;
+            }
+            try {
+                Librbd.rbd_quiesce_complete(handle, watchHandle, Math.min(r, 0));
+            } finally {
+                synchronized (this) {
+                    if (--answering == 0) {
+                        notifyAll();
+                    }
+                }
+            }
+        }
+
+        /**
+         * Ends the watch; blocks until librbd has let go of it: at once, unless another quiesce
+         * watch of this image has yet to answer a request (then until that snapshot has ended, as
+         * librbd lets go of watches only between snapshots). A request still awaiting the
+         * listener's answer is answered -ESHUTDOWN, so that snapshot fails (should the listener's
+         * quiesce succeed after all, it gets an unquiesce); when the listener holds writes for a
+         * snapshot under way it gets its unquiesce now. Idempotent.
+         */
+        @Override
+        public void close() throws NativeException {
+            synchronized (RbdImage.this) {
+                if (quiesceWatches.remove(this)) {
+                    unwatch();
+                }
+            }
+        }
+
+        /** Under the image's lock. */
+        private void unwatch() throws NativeException {
+            boolean refuse;
+            synchronized (this) {
+                closing = true;
+                refuse = awaiting != 0;
+                refused = awaiting;
+                awaiting = 0;
+                if (quiesced) {
+                    quiesced = false;
+                    deliver(this::unquiesceListener, 0);
+                }
+                boolean interrupted = false;
+                while (answering > 0) {
+                    try {
+                        wait();
+                    } catch (InterruptedException e) {
+                        interrupted = true; // the wait is one native call long; finish it
+                    }
+                }
+                if (interrupted) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            if (refuse) {
+                Librbd.rbd_quiesce_complete(handle, watchHandle, -Errno.ESHUTDOWN);
+            }
+            int r = Librbd.rbd_quiesce_unwatch(handle, watchHandle);
+            QUIESCE_WATCHES.remove(id);
+            RadosCluster.check(r, "stop watching '" + name + "' for snapshots");
+        }
+    }
+
     private interface Submit {
         int call(long completion);
     }
@@ -330,6 +578,14 @@ public final class RbdImage implements AutoCloseable {
         }
         closed = true;
         synchronized (this) {
+            for (QuiesceWatch w : quiesceWatches) {
+                try {
+                    w.unwatch();
+                } catch (NativeException ignored) {
+                    // fails only if librbd has forgotten the watch already
+                }
+            }
+            quiesceWatches.clear();
             if (watchId >= 0) {
                 Librbd.rbd_update_unwatch(handle, watchHandle); // fails only if already gone
                 WATCHERS.remove(watchId);
