@@ -5,7 +5,9 @@ import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.Backends;
 import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.ImageSpec;
+import io.rbdnbd.engine.quiesce.QuiesceHook;
 import io.rbdnbd.engine.stream.EngineSettings;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
@@ -13,6 +15,8 @@ import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 import java.util.function.Consumer;
 
 /**
@@ -29,9 +33,10 @@ public final class DeviceSupervisor {
      * @param sizePollInterval how often the image's size is asked for (a resize then reaches the kernel)
      * @param config           the device's configuration: the daemon's, with its own Ceph options over it
      * @param attacher         what connects the image to a device: {@link KernelAttach} but in tests
+     * @param quiesce          run this hook around snapshots of the image (Ceph's --quiesce); null: none
      */
     public record Params(ImageSpec image, long createSize, KernelAttach.Params attach, Duration sizePollInterval,
-                         Config config, Attacher attacher) {
+                         Config config, Attacher attacher, QuiesceHook.Settings quiesce) {
     }
 
     /** Makes the actor that connects an image to a device and reports as {@link KernelAttach} does. */
@@ -112,7 +117,8 @@ public final class DeviceSupervisor {
                     params.attacher().create(params.attach(), image, settings, adapter), "kernel-attach");
             return Behaviors.withTimers(timers -> {
                 timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
-                return new Running(ctx, image, attach, params.attach().cookie(), listener).behavior();
+                return new Running(ctx, image, attach, params.attach().cookie(), params.quiesce(), listener,
+                        system.dispatchers().lookup(DispatcherSelector.fromConfig(reopen.dispatcher()))).behavior();
             });
         });
     }
@@ -124,13 +130,19 @@ public final class DeviceSupervisor {
         private final ActorRef<KernelAttach.Command> attach;
         private final Consumer<Report> listener;
         private final String cookie;
+        private final QuiesceHook.Settings quiesce;
+        /** Where blocking calls go (closing the quiesce watch waits for librbd). */
+        private final Executor blocking;
+        private AutoCloseable quiesceWatch;
         private String device;
         private long size;
 
         Running(ActorContext<Command> ctx, BlockBackend backend, ActorRef<KernelAttach.Command> attach, String cookie,
-                Consumer<Report> listener) {
+                QuiesceHook.Settings quiesce, Consumer<Report> listener, Executor blocking) {
             this.ctx = ctx;
             this.cookie = cookie;
+            this.quiesce = quiesce;
+            this.blocking = blocking;
             this.backend = backend;
             this.attach = attach;
             this.listener = listener;
@@ -167,15 +179,44 @@ public final class DeviceSupervisor {
                         KernelAttach.Report r = m.report();
                         if (r instanceof KernelAttach.Ready ready) {
                             device = ready.device();
+                            if (quiesce != null) {
+                                watchQuiesce();
+                            }
                             listener.accept(new Mapped(ready.device(), cookie, ready.netlink()));
                             return Behaviors.same();
                         }
                         String why = r instanceof KernelAttach.Detached d ? d.why()
                                 : ((KernelAttach.AttachFailed) r).reason();
-                        ctx.pipeToSelf(backend.close(), (done, failure) -> new BackendClosed(failure));
+                        AutoCloseable watch = quiesceWatch;
+                        ctx.pipeToSelf(CompletableFuture.runAsync(() -> closeQuietly(watch), blocking)
+                                .thenCompose(v -> backend.close()), (done, failure) -> new BackendClosed(failure));
                         return closing(ctx, listener, device, why, r instanceof KernelAttach.AttachFailed);
                     })
                     .build();
+        }
+
+        /** The hook runs with the device's name, so the watch starts once the kernel has given it. */
+        private void watchQuiesce() {
+            try {
+                quiesceWatch = backend.watchQuiesce(new QuiesceHook(quiesce, device)).orElse(null);
+                if (quiesceWatch == null) {
+                    ctx.getLog().warn("{}: {} has no snapshots to quiesce for; --quiesce ignored", device, backend.describe());
+                } else {
+                    ctx.getLog().info("{}: quiesce hook {} runs around snapshots", device, quiesce.hook());
+                }
+            } catch (RuntimeException e) {
+                ctx.getLog().error("{}: cannot watch for snapshots (quiesce): {}", device, e.toString());
+            }
+        }
+
+        private void closeQuietly(AutoCloseable watch) {
+            if (watch != null) {
+                try {
+                    watch.close();
+                } catch (Exception e) {
+                    ctx.getLog().warn("{}: stopping the quiesce watch: {}", device, e.toString());
+                }
+            }
         }
 
         private Behavior<Command> tellAttach(KernelAttach.Command c) {

@@ -32,7 +32,7 @@ class DeviceSupervisorTest {
                                                    TestProbe<DeviceSupervisor.Report> reports) {
         return testKit.spawn(DeviceSupervisor.create(new DeviceSupervisor.Params(image, createSize,
                         new KernelAttach.Params(device, false, true, 0, false, "cookie", 0, false), Duration.ofSeconds(1),
-                        ConfigFactory.load(), DeviceSupervisor.KERNEL),
+                        ConfigFactory.load(), DeviceSupervisor.KERNEL, null),
                 settings, reports.getRef()::tell));
     }
 

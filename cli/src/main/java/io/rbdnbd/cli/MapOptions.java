@@ -112,9 +112,7 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         if (command.equals("attach") && device == null) {
             throw new UsageException("attach: --device /dev/nbdN is required");
         }
-        if (hook != null && !quiesce) {
-            throw new UsageException(command + ": --quiesce-hook needs --quiesce");
-        }
+        // --quiesce-hook without --quiesce is ignored, as by Ceph's rbd-nbd
         return new MapOptions(spec, image, device, readOnly, noTrim, timeout, size, reattach, cookie, showCookie, rbd,
                 quiesce, hook, nbdsMax, maxPart, logFile);
     }

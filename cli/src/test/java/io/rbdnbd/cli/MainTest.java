@@ -59,7 +59,6 @@ class MainTest {
             "serve p/i -n admin --socket /tmp/x | wants client.ID",
             "map p/i --name admin | wants client.ID",
             "map p/i --keyring | --keyring needs a value",
-            "map p/i --quiesce-hook /x | --quiesce-hook needs --quiesce",
             "map p/i --rbd-op-threads many | wants a thread count",
             "map p/i --nbds_max -1 | wants a whole number",
             "--device | no command given",

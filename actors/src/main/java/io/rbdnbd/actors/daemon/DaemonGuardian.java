@@ -4,6 +4,7 @@ import com.typesafe.config.Config;
 import io.rbdnbd.actors.DeviceSupervisor;
 import io.rbdnbd.actors.KernelAttach;
 import io.rbdnbd.engine.backend.ImageSpec;
+import io.rbdnbd.engine.quiesce.QuiesceHook;
 import io.rbdnbd.engine.stream.EngineSettings;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -166,9 +167,15 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         KernelAttach.Params attach = new KernelAttach.Params(r.device(), r.readOnly(), r.trim(), r.ioTimeoutSeconds(),
                 params.netlink(), cookie, r.reattachTimeoutSeconds(), r.attach());
         ActorRef<Command> self = getContext().getSelf();
+        Config deviceConfig = r.deviceConfig(params.config());
+        QuiesceHook.Settings quiesce = null;
+        if (r.quiesce()) {
+            quiesce = QuiesceHook.Settings.from(deviceConfig);
+            quiesce = r.quiesceHook() != null ? quiesce.withHook(r.quiesceHook()) : quiesce;
+        }
         ActorRef<DeviceSupervisor.Command> supervisor = getContext().spawn(DeviceSupervisor.create(
                 new DeviceSupervisor.Params(r.image(), r.createSize(), attach, params.sizePollInterval(),
-                        r.deviceConfig(params.config()), params.attacher()),
+                        deviceConfig, params.attacher(), quiesce),
                 params.engine(), report -> self.tell(new FromDevice(id, report))), "device-" + id);
         getContext().watchWith(supervisor, new DeviceStopped(id));
         entries.put(id, new Entry(id, r, cookie, supervisor, m.replyTo()));

@@ -21,12 +21,13 @@ import java.nio.file.Path;
  * @param createSize       file: images only, the size to create a missing file with; -1 none
  * @param cookie           the netlink backend identifier; null: a new random one
  * @param attach           take over {@code device}, whose server died (netlink re-attach)
- * @param quiesceHook      run as {@code HOOK DEV quiesce|unquiesce} around snapshots; null: no quiesce
+ * @param quiesce          run a hook as {@code HOOK DEV quiesce|unquiesce} around snapshots
+ * @param quiesceHook      that hook; null: rbdnbd.quiesce.hook
  * @param ceph             this device's {@code rbdnbd.ceph} overrides (client id, conf, keyring, ...)
  */
 public record DeviceRequest(String spec, ImageSpec image, String device, boolean readOnly, boolean trim,
                             int ioTimeoutSeconds, int reattachTimeoutSeconds, long createSize, String cookie,
-                            boolean attach, String quiesceHook, Config ceph) {
+                            boolean attach, boolean quiesce, String quiesceHook, Config ceph) {
 
     /** Where the keys' defaults are, in reference.conf. */
     public static final String DEFAULTS = "rbdnbd.daemon.device-defaults";
@@ -81,7 +82,7 @@ public record DeviceRequest(String spec, ImageSpec image, String device, boolean
         }
         return new DeviceRequest(spec, image, device, c.getBoolean("read-only"), c.getBoolean("trim"),
                 seconds(c, "io-timeout"), seconds(c, "reattach-timeout"), size, blankToNull(c.getString("cookie")),
-                attach, quiesce ? hook : null, ceph);
+                attach, quiesce, blankToNull(hook), ceph);
     }
 
     /** The daemon's configuration with this device's Ceph overrides laid over it. */
