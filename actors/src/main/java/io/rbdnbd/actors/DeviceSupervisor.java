@@ -5,6 +5,7 @@ import io.rbdnbd.engine.backend.Backends;
 import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.engine.stream.IoStats;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
@@ -18,7 +19,8 @@ import java.util.function.Consumer;
  * One mapped device: owns the image's backend, the {@link ImageSupervisor} child that reopens it
  * when its handle is lost, and the {@link KernelAttach} child that connects it to /dev/nbdN.
  * Reports {@link Mapped} once the device is usable and {@link Unmapped} when it is gone and the
- * backend is closed (flushed).
+ * backend is closed (flushed). Keeps the device's {@link IoStats}, which its connections record
+ * into, for as long as it lives.
  */
 public final class DeviceSupervisor {
     private DeviceSupervisor() {
@@ -53,7 +55,8 @@ public final class DeviceSupervisor {
     public interface Report {
     }
 
-    public record Mapped(String device) implements Report {
+    /** @param stats the device's I/O statistics, live (for JMX and {@code rbd-nbd stats}) */
+    public record Mapped(String device, IoStats stats) implements Report {
     }
 
     public record MapFailed(String reason) implements Report {
@@ -78,11 +81,12 @@ public final class DeviceSupervisor {
                     () -> Backends.open(params.image(), params.attach().readOnly(), -1, system, settings), reopen,
                     ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
             ActorRef<KernelAttach.Report> adapter = ctx.messageAdapter(KernelAttach.Report.class, FromAttach::new);
+            IoStats stats = new IoStats();
             ActorRef<KernelAttach.Command> attach = ctx.spawn(
-                    KernelAttach.create(params.attach(), image, settings, adapter), "kernel-attach");
+                    KernelAttach.create(params.attach(), image, stats, settings, adapter), "kernel-attach");
             return Behaviors.withTimers(timers -> {
                 timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
-                return new Running(ctx, image, attach, listener).behavior();
+                return new Running(ctx, image, stats, attach, listener).behavior();
             });
         });
     }
@@ -91,15 +95,17 @@ public final class DeviceSupervisor {
     private static final class Running {
         private final ActorContext<Command> ctx;
         private final BlockBackend backend;
+        private final IoStats stats;
         private final ActorRef<KernelAttach.Command> attach;
         private final Consumer<Report> listener;
         private String device;
         private long size;
 
-        Running(ActorContext<Command> ctx, BlockBackend backend, ActorRef<KernelAttach.Command> attach,
+        Running(ActorContext<Command> ctx, BlockBackend backend, IoStats stats, ActorRef<KernelAttach.Command> attach,
                 Consumer<Report> listener) {
             this.ctx = ctx;
             this.backend = backend;
+            this.stats = stats;
             this.attach = attach;
             this.listener = listener;
             this.size = backend.size();
@@ -135,7 +141,7 @@ public final class DeviceSupervisor {
                         KernelAttach.Report r = m.report();
                         if (r instanceof KernelAttach.Ready ready) {
                             device = ready.device();
-                            listener.accept(new Mapped(ready.device()));
+                            listener.accept(new Mapped(ready.device(), stats));
                             return Behaviors.same();
                         }
                         String why = r instanceof KernelAttach.Detached d ? d.why()
