@@ -5,6 +5,7 @@ import io.rbdnbd.nativeio.Errno;
 
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAdder;
@@ -174,6 +175,11 @@ public final class IoStats {
         private static Map<String, Long> frozen(Map<String, Long> m) {
             return Collections.unmodifiableMap(new LinkedHashMap<>(m));
         }
+    }
+
+    /** The command names, in the order snapshot maps list them (for renderings that lost the order). */
+    public static List<String> commandNames() {
+        return List.of(COMMANDS);
     }
 
     /** The rate window, in seconds: rates are averaged over this many whole seconds. */
