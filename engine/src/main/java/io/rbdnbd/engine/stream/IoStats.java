@@ -43,7 +43,8 @@ public final class IoStats {
     private final LongAdder[] errors = adders(COMMANDS.length);
     /** Errors are rare: a plain atomic per errno is cheap enough. */
     private final AtomicLongArray errorsByErrno = new AtomicLongArray(ERRNO_SLOTS);
-    private final LongAdder inFlight = new LongAdder();
+    /** Requests dispatched; in flight is this less the requests answered (one increment per request, not two). */
+    private final LongAdder dispatched = new LongAdder();
     private final LatencyHistogram latency = new LatencyHistogram();
     private final RateWindow rates = new RateWindow(4);
 
@@ -61,7 +62,7 @@ public final class IoStats {
      * time, to pass to {@link #completed}.
      */
     public long started() {
-        inFlight.increment();
+        dispatched.increment();
         return nanoClock.getAsLong();
     }
 
@@ -75,7 +76,6 @@ public final class IoStats {
      */
     public void completed(int command, long length, int errno, long startNanos) {
         long now = nanoClock.getAsLong();
-        inFlight.decrement();
         int c = slot(command);
         requests[c].increment();
         if (errno == 0) {
@@ -95,7 +95,11 @@ public final class IoStats {
 
     /** Requests dispatched and not answered yet, on every connection. */
     public long inFlight() {
-        return Math.max(0, inFlight.sum());
+        long answered = 0;
+        for (LongAdder r : requests) {
+            answered += r.sum();
+        }
+        return Math.max(0, dispatched.sum() - answered); // answered first: a reply's request was dispatched before
     }
 
     public Snapshot snapshot() {
