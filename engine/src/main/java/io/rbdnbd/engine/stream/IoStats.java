@@ -16,7 +16,8 @@ import java.util.function.LongSupplier;
  * {@link RequestDispatcher}s for every request, the ones answered with an error without reaching
  * the backend included. Recording is a few {@link LongAdder} increments and two clock reads per
  * request: no lock, no allocation. {@link #snapshot()} reads it all for JMX and
- * {@code rbd-nbd stats}.
+ * {@code rbd-nbd stats}: counters and latency percentiles since creation, rates over the last
+ * 10 whole seconds.
  *
  * <p>Commands are named {@code read}, {@code write}, {@code flush}, {@code trim},
  * {@code write-zeroes}, {@code block-status}, {@code cache}, and {@code other} for a command the
@@ -102,6 +103,11 @@ public final class IoStats {
         return Math.max(0, dispatched.sum() - answered); // answered first: a reply's request was dispatched before
     }
 
+    /**
+     * Everything at once: counters and latency percentiles since this was created, rates over the
+     * last 10 whole seconds. Each counter is read once; requests
+     * answered meanwhile may show in some and not others.
+     */
     public Snapshot snapshot() {
         Map<String, Long> req = new LinkedHashMap<>();
         Map<String, Long> byt = new LinkedHashMap<>();
