@@ -7,6 +7,8 @@ import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.engine.quiesce.QuiesceHook;
 import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.engine.stream.IoStats;
+import io.rbdnbd.engine.backend.ReopenableBackend;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -23,7 +25,8 @@ import java.util.function.Consumer;
  * One mapped device: owns the image's backend, the {@link ImageSupervisor} child that reopens it
  * when its handle is lost, and the {@link KernelAttach} child that connects it to /dev/nbdN.
  * Reports {@link Mapped} once the device is usable and {@link Unmapped} when it is gone and the
- * backend is closed (flushed).
+ * backend is closed (flushed). Keeps the device's {@link IoStats}, which its connections record
+ * into, for as long as it lives.
  */
 public final class DeviceSupervisor {
     private DeviceSupervisor() {
@@ -42,8 +45,8 @@ public final class DeviceSupervisor {
     /** Makes the actor that connects an image to a device and reports as {@link KernelAttach} does. */
     @FunctionalInterface
     public interface Attacher {
-        Behavior<KernelAttach.Command> create(KernelAttach.Params params, BlockBackend backend, EngineSettings settings,
-                                              ActorRef<KernelAttach.Report> reportTo);
+        Behavior<KernelAttach.Command> create(KernelAttach.Params params, BlockBackend backend, IoStats stats,
+                                              EngineSettings settings, ActorRef<KernelAttach.Report> reportTo);
     }
 
     /** The kernel's NBD driver. */
@@ -86,8 +89,13 @@ public final class DeviceSupervisor {
     public interface Report {
     }
 
-    /** @param netlink the device can be detached and re-attached */
-    public record Mapped(String device, String cookie, boolean netlink) implements Report {
+    /**
+     * @param netlink the device can be detached and re-attached
+     * @param stats   the device's I/O statistics, live (for JMX and {@code rbd-nbd stats})
+     * @param image   the device's image, live (size, reopens, last loss)
+     */
+    public record Mapped(String device, String cookie, boolean netlink, IoStats stats, ReopenableBackend image)
+            implements Report {
     }
 
     public record MapFailed(String reason) implements Report {
@@ -108,16 +116,17 @@ public final class DeviceSupervisor {
                 return Behaviors.stopped();
             }
             ActorSystem<Void> system = ctx.getSystem();
-            BlockBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
+            ReopenableBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
                     () -> Backends.open(params.image(), params.attach().readOnly(), -1, params.config(), system, settings),
                     reopen,
                     ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
             ActorRef<KernelAttach.Report> adapter = ctx.messageAdapter(KernelAttach.Report.class, FromAttach::new);
+            IoStats stats = new IoStats();
             ActorRef<KernelAttach.Command> attach = ctx.spawn(
-                    params.attacher().create(params.attach(), image, settings, adapter), "kernel-attach");
+                    params.attacher().create(params.attach(), image, stats, settings, adapter), "kernel-attach");
             return Behaviors.withTimers(timers -> {
                 timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
-                return new Running(ctx, image, attach, params.attach().cookie(), params.quiesce(), listener,
+                return new Running(ctx, image, stats, attach, params.attach().cookie(), params.quiesce(), listener,
                         system.dispatchers().lookup(DispatcherSelector.fromConfig(reopen.dispatcher()))).behavior();
             });
         });
@@ -126,7 +135,8 @@ public final class DeviceSupervisor {
     /** Attached (or attaching): relays unmap, follows the image's size, ends when the device is gone. */
     private static final class Running {
         private final ActorContext<Command> ctx;
-        private final BlockBackend backend;
+        private final ReopenableBackend backend;
+        private final IoStats stats;
         private final ActorRef<KernelAttach.Command> attach;
         private final Consumer<Report> listener;
         private final String cookie;
@@ -137,13 +147,14 @@ public final class DeviceSupervisor {
         private String device;
         private long size;
 
-        Running(ActorContext<Command> ctx, BlockBackend backend, ActorRef<KernelAttach.Command> attach, String cookie,
-                QuiesceHook.Settings quiesce, Consumer<Report> listener, Executor blocking) {
+        Running(ActorContext<Command> ctx, ReopenableBackend backend, IoStats stats, ActorRef<KernelAttach.Command> attach,
+                String cookie, QuiesceHook.Settings quiesce, Consumer<Report> listener, Executor blocking) {
             this.ctx = ctx;
             this.cookie = cookie;
             this.quiesce = quiesce;
             this.blocking = blocking;
             this.backend = backend;
+            this.stats = stats;
             this.attach = attach;
             this.listener = listener;
             this.size = backend.size();
@@ -182,7 +193,7 @@ public final class DeviceSupervisor {
                             if (quiesce != null) {
                                 watchQuiesce();
                             }
-                            listener.accept(new Mapped(ready.device(), cookie, ready.netlink()));
+                            listener.accept(new Mapped(ready.device(), cookie, ready.netlink(), stats, backend));
                             return Behaviors.same();
                         }
                         String why = r instanceof KernelAttach.Detached d ? d.why()

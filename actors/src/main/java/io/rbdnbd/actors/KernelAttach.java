@@ -6,6 +6,7 @@ import io.rbdnbd.engine.stream.ConnectionIo;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.engine.stream.FdConnection;
 import io.rbdnbd.engine.stream.InFlightBudget;
+import io.rbdnbd.engine.stream.IoStats;
 import io.rbdnbd.engine.stream.TransmissionFlow;
 import io.rbdnbd.nativeio.Errno;
 import io.rbdnbd.nativeio.LibC;
@@ -116,7 +117,8 @@ public final class KernelAttach {
         return trim ? flags | Nbd.FLAG_SEND_TRIM | Nbd.FLAG_SEND_WRITE_ZEROES : flags;
     }
 
-    public static Behavior<Command> create(Params params, BlockBackend backend, EngineSettings settings,
+    /** @param stats the device's I/O statistics, kept by the owner: its connections record into it */
+    public static Behavior<Command> create(Params params, BlockBackend backend, IoStats stats, EngineSettings settings,
                                            ActorRef<Report> reportTo) {
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> {
             boolean readOnly = params.readOnly() || backend.readOnly();
@@ -169,7 +171,7 @@ public final class KernelAttach {
             Materializer mat = Materializer.matFromSystem(ctx.getSystem());
             for (FdConnection c : attachment.connections) {
                 ctx.pipeToSelf(ConnectionIo.run(mat, settings, c, TransmissionFlow.create(backend, settings, false, false,
-                                readOnly, budget, attachment.path + "#" + c.fd())),
+                                readOnly, budget, stats, attachment.path + "#" + c.fd())),
                         (done, failure) -> new StreamEnded(failure));
             }
             if (attachment.device != null) { // ioctl: NBD_DO_IT blocks until disconnect

@@ -8,6 +8,7 @@ import io.rbdnbd.engine.protocol.Frames;
 import io.rbdnbd.engine.protocol.Nbd;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.engine.stream.InFlightBudget;
+import io.rbdnbd.engine.stream.IoStats;
 import io.rbdnbd.engine.stream.TransmissionFlow;
 import io.rbdnbd.nativeio.Errno;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -92,7 +93,8 @@ class ReopenThroughTransmissionFlowTest {
             });
             Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes =
                     TestSource.<ByteString>probe(system.classicSystem())
-                            .via(TransmissionFlow.create(engineSide, engine(), false, false, false, budget, "test"))
+                            .via(TransmissionFlow.create(engineSide, engine(), false, false, false, budget,
+                                    new IoStats(), "test"))
                             .toMat(TestSink.probe(system.classicSystem()), Keep.both())
                             .run(system);
             in = probes.first();

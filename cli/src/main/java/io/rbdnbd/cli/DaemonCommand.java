@@ -5,6 +5,10 @@ import com.typesafe.config.ConfigFactory;
 import io.rbdnbd.actors.DeviceSupervisor;
 import io.rbdnbd.actors.daemon.ConfigCheck;
 import io.rbdnbd.actors.daemon.ControlServer;
+import io.rbdnbd.actors.daemon.DaemonBean;
+import io.rbdnbd.actors.jmx.JmxRegistry;
+import io.rbdnbd.actors.jmx.JmxRemote;
+import io.rbdnbd.actors.jmx.JmxSettings;
 import io.rbdnbd.actors.daemon.DaemonGuardian;
 import io.rbdnbd.actors.daemon.DaemonSettings;
 import io.rbdnbd.actors.daemon.DeviceRequest;
@@ -59,13 +63,16 @@ final class DaemonCommand {
             log.warn("{} (needs CAP_SYS_RESOURCE, kernel >= 5.6); memory pressure may deadlock on our devices",
                     e.getMessage());
         }
-        try (FileChannel lockFile = lock(settings.lockFile())) {
+        JmxSettings jmxSettings = JmxSettings.from(config);
+        try (FileChannel lockFile = lock(settings.lockFile()); JmxRemote remote = startRemote(jmxSettings)) {
+            JmxRegistry jmx = JmxRegistry.from(jmxSettings);
             AtomicReference<ControlServer> control = new AtomicReference<>();
             ActorSystem<DaemonGuardian.Command> system = ActorSystem.create(DaemonGuardian.create(
                     new DaemonGuardian.Params(config, EngineSettings.from(config),
                             config.getBoolean("rbdnbd.kernel.netlink"), config.getDuration("rbdnbd.kernel.size-poll-interval"),
                             exitWhenIdle, settings.idleLinger(), DeviceSupervisor.KERNEL,
-                            () -> closeQuietly(control.get()))), "rbdnbd", config);
+                            () -> closeQuietly(control.get()), jmx)), "rbdnbd", config);
+            jmx.registerDaemon(new DaemonBean(system, system.scheduler(), settings.deviceDefaults(), settings.mapTimeout()));
             try {
                 control.set(ControlServer.start(settings.controlSocket(), ControlServer.daemonHandler(system,
                         system.scheduler(), settings.deviceDefaults(), settings.mapTimeout())));
@@ -92,6 +99,17 @@ final class DaemonCommand {
             return 0;
         } catch (IOException e) {
             throw new CommandFailedException("cannot lock " + settings.lockFile() + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static JmxRemote startRemote(JmxSettings settings) throws CommandFailedException {
+        try {
+            JmxRemote remote = JmxRemote.start(settings);
+            remote.address().ifPresent(a -> log.info("JMX connector {} (password required)", a));
+            return remote;
+        } catch (IOException e) {
+            throw new CommandFailedException("cannot start the JMX connector on " + settings.remoteHost() + ":"
+                    + settings.remotePort() + ": " + e.getMessage(), e);
         }
     }
 

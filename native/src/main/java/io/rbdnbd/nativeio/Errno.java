@@ -24,6 +24,7 @@ public final class Errno {
     public static final int ENOTCONN = 107;
     public static final int ESHUTDOWN = 108;
     public static final int ETIMEDOUT = 110;
+    public static final int EDQUOT = 122;
 
     private Errno() {
     }
@@ -59,8 +60,10 @@ public final class Errno {
             case EROFS -> "EROFS";
             case EOVERFLOW -> "EOVERFLOW";
             case EOPNOTSUPP -> "EOPNOTSUPP";
+            case ENOTCONN -> "ENOTCONN";
             case ESHUTDOWN -> "ESHUTDOWN";
             case ETIMEDOUT -> "ETIMEDOUT";
+            case EDQUOT -> "EDQUOT";
             default -> "errno " + errno;
         };
     }

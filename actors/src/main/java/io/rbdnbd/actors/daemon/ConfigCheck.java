@@ -32,6 +32,7 @@ public final class ConfigCheck {
         ReopenSettings.from(config);
         CephSettings.from(config);
         DaemonSettings.from(config);
+        io.rbdnbd.actors.jmx.JmxSettings.from(config);
     }
 
     /** Maps whose keys are the user's: Ceph options, device lists, dispatcher tuning. */

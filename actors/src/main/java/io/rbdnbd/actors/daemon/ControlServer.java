@@ -124,6 +124,11 @@ public final class ControlServer implements AutoCloseable {
                         return ControlProtocol.ok(Map.of("devices", rows));
                     });
                 }
+                case ControlProtocol.STATS -> {
+                    return ControlServer.<DaemonGuardian.StatsReply>ask(daemon, scheduler, timeout,
+                            to -> new DaemonGuardian.Stats(request.hasPath("target") ? request.getString("target") : "", to),
+                            r -> r.error() != null ? ControlProtocol.error(r.error()) : ControlProtocol.ok(Map.of("text", r.text())));
+                }
                 default -> {
                     return done(ControlProtocol.error("unknown control request '" + op + "'"));
                 }

@@ -3,7 +3,13 @@ package io.rbdnbd.actors.daemon;
 import com.typesafe.config.Config;
 import io.rbdnbd.actors.DeviceSupervisor;
 import io.rbdnbd.actors.KernelAttach;
+import io.rbdnbd.actors.jmx.DeviceInfo;
+import io.rbdnbd.actors.jmx.DeviceState;
+import io.rbdnbd.actors.jmx.DeviceView;
+import io.rbdnbd.actors.jmx.JmxRegistry;
+import io.rbdnbd.actors.jmx.StatsText;
 import io.rbdnbd.engine.backend.ImageSpec;
+import io.rbdnbd.engine.backend.ReopenableBackend;
 import io.rbdnbd.engine.quiesce.QuiesceHook;
 import io.rbdnbd.engine.stream.EngineSettings;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -58,6 +64,14 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     public record ListDevices(ActorRef<Listing> replyTo) implements Command {
     }
 
+    /** The statistics of the device {@code target} names, or of every device when it is "". */
+    public record Stats(String target, ActorRef<StatsReply> replyTo) implements Command {
+    }
+
+    /** @param text as {@code rbd-nbd stats} prints it; @param error null when found */
+    public record StatsReply(String text, String error) {
+    }
+
     /** A device of this daemon, as list-mapped and stats show it. */
     public record Device(long pid, String spec, ImageSpec image, String device, String cookie, String state,
                          boolean netlink) {
@@ -87,9 +101,11 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         final ActorRef<DeviceSupervisor.Command> supervisor;
         ActorRef<MapReply> mapReplyTo;
         final List<ActorRef<Reply>> goneWaiters = new ArrayList<>();
-        String device;
+        volatile String device;
         boolean netlink;
-        String state = "mapping";
+        /** Read by JMX threads through the device's view. */
+        volatile String state = "mapping";
+        DeviceView view;
 
         Entry(long id, DeviceRequest request, String cookie, ActorRef<DeviceSupervisor.Command> supervisor,
               ActorRef<MapReply> mapReplyTo) {
@@ -111,7 +127,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
      */
     public record Params(Config config, EngineSettings engine, boolean netlink, Duration sizePollInterval,
                          boolean exitWhenIdle, Duration idleLinger, DeviceSupervisor.Attacher attacher,
-                         Runnable beforeExit) {
+                         Runnable beforeExit, JmxRegistry jmx) {
     }
 
     public static Behavior<Command> create(Params params) {
@@ -141,6 +157,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
                 .onMessage(Unmap.class, this::onUnmap)
                 .onMessage(Detach.class, this::onDetach)
                 .onMessage(ListDevices.class, this::onList)
+                .onMessage(Stats.class, this::onStats)
                 .onMessage(StopAll.class, this::onStopAll)
                 .onMessage(FromDevice.class, this::onFromDevice)
                 .onMessage(DeviceStopped.class, this::onDeviceStopped)
@@ -252,6 +269,27 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         return this;
     }
 
+    private Behavior<Command> onStats(Stats s) {
+        List<DeviceView> views = new ArrayList<>();
+        if (s.target().isEmpty()) {
+            entries.values().stream().filter(e -> e.view != null).forEach(e -> views.add(e.view));
+        } else {
+            Object found = find(s.target());
+            if (found instanceof String error) {
+                s.replyTo().tell(new StatsReply(null, error));
+                return this;
+            }
+            Entry e = (Entry) found;
+            if (e.view == null) {
+                s.replyTo().tell(new StatsReply(null, s.target() + " is still being mapped"));
+                return this;
+            }
+            views.add(e.view);
+        }
+        s.replyTo().tell(new StatsReply(StatsText.format(views), null));
+        return this;
+    }
+
     private Behavior<Command> onStopAll(StopAll s) {
         if (!stopping) {
             getContext().getLog().info("stopping: {} device(s) to unmap or detach", entries.size());
@@ -274,6 +312,12 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
             e.device = m.device();
             e.netlink = m.netlink();
             e.state = "mapped";
+            ReopenableBackend image = m.image();
+            e.view = new DeviceView(DeviceInfo.of(e.request::spec, () -> e.device,
+                    () -> "mapped".equals(e.state) && !image.isUp() ? DeviceState.REOPENING.label() : e.state,
+                    image::size, image::generation,
+                    () -> image.lastLoss().map(l -> l.at() + ": " + l.cause()).orElse("")), m.stats());
+            params.jmx().registerDevice(m.device(), e.view);
             getContext().getLog().info("{} mapped to {}", e.request.spec(), m.device());
             if (e.mapReplyTo != null) {
                 e.mapReplyTo.tell(new MapReply(m.device(), e.cookie, null));
@@ -303,6 +347,9 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
 
     private void gone(Entry e, String error) {
         entries.remove(e.id);
+        if (e.view != null) {
+            params.jmx().unregisterDevice(e.device);
+        }
         if (e.mapReplyTo != null) {
             e.mapReplyTo.tell(new MapReply(null, null, error != null ? error : "unmapped before it was ready"));
         }

@@ -37,10 +37,12 @@ class DaemonGuardianTest {
     }
 
     private final AtomicInteger exits = new AtomicInteger();
+    private final javax.management.MBeanServer mbeans = javax.management.MBeanServerFactory.newMBeanServer();
+    private final io.rbdnbd.actors.jmx.JmxRegistry jmx = new io.rbdnbd.actors.jmx.JmxRegistry(mbeans);
 
     private ActorRef<DaemonGuardian.Command> daemon(FakeAttach kernel, boolean exitWhenIdle) {
         return testKit.spawn(DaemonGuardian.create(new DaemonGuardian.Params(config, EngineSettings.from(config), true,
-                Duration.ofSeconds(1), exitWhenIdle, Duration.ofMillis(300), kernel, exits::incrementAndGet)));
+                Duration.ofSeconds(1), exitWhenIdle, Duration.ofMillis(300), kernel, exits::incrementAndGet, jmx)));
     }
 
     private static DeviceRequest device(String entry) {
@@ -171,6 +173,37 @@ class DaemonGuardianTest {
         assertEquals(1, list(d).size());
         assertNull(unmap(d, a, false).error());
         watcher.expectTerminated(d, Duration.ofSeconds(5));
+    }
+
+    @Test
+    void devicesAndTheDaemonAreMXBeansAndStatsPrintsTheSame() throws Exception {
+        FakeAttach kernel = new FakeAttach(true);
+        ActorRef<DaemonGuardian.Command> d = daemon(kernel, false);
+        jmx.registerDaemon(new DaemonBean(d, testKit.system().scheduler(), defaults, Duration.ofSeconds(10)));
+        io.rbdnbd.actors.jmx.DaemonMXBean bean = javax.management.JMX.newMXBeanProxy(mbeans,
+                io.rbdnbd.actors.jmx.JmxRegistry.daemonName(), io.rbdnbd.actors.jmx.DaemonMXBean.class);
+        String dev = bean.map("memory:1M", "read-only = false");
+        assertEquals(List.of(dev), bean.getDevices());
+        assertTrue(io(kernel, dev));
+        javax.management.ObjectName name = io.rbdnbd.actors.jmx.JmxRegistry.deviceName(dev);
+        assertEquals("memory:1M", mbeans.getAttribute(name, "Image"));
+        assertEquals("mapped", mbeans.getAttribute(name, "State"));
+        assertEquals(1L << 20, mbeans.getAttribute(name, "SizeBytes"));
+        TestProbe<DaemonGuardian.StatsReply> p = testKit.createTestProbe();
+        d.tell(new DaemonGuardian.Stats(dev, p.getRef()));
+        String text = p.expectMessageClass(DaemonGuardian.StatsReply.class).text();
+        assertTrue(text.contains(dev) && text.contains("memory:1M") && text.contains("mapped"), text);
+        d.tell(new DaemonGuardian.Stats("/dev/nbd99", p.getRef()));
+        assertTrue(p.expectMessageClass(DaemonGuardian.StatsReply.class).error().contains("not mapped"));
+        try {
+            bean.map("memory:1M", "devize = x");
+            throw new AssertionError("a bad option was taken");
+        } catch (IllegalArgumentException expected) {
+            assertTrue(expected.getMessage().contains("devize"), expected.getMessage());
+        }
+        bean.unmap(dev, false);
+        assertTrue(!mbeans.isRegistered(name), "an unmapped device's MXBean is gone");
+        assertTrue(bean.getDevices().isEmpty());
     }
 
     @Test

@@ -37,6 +37,7 @@ final class FakeAttach implements DeviceSupervisor.Attacher {
 
     @Override
     public Behavior<KernelAttach.Command> create(KernelAttach.Params params, BlockBackend backend,
+                                                 io.rbdnbd.engine.stream.IoStats stats,
                                                  io.rbdnbd.engine.stream.EngineSettings settings,
                                                  ActorRef<KernelAttach.Report> reportTo) {
         return Behaviors.setup(ctx -> {

@@ -3,6 +3,7 @@ package io.rbdnbd.bench;
 import io.rbdnbd.engine.backend.MemoryBackend;
 import io.rbdnbd.engine.protocol.NbdReply;
 import io.rbdnbd.engine.protocol.NbdRequest;
+import io.rbdnbd.engine.stream.IoStats;
 import io.rbdnbd.engine.stream.RequestDispatcher;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -34,7 +35,7 @@ public class DispatchBench {
     @Setup(Level.Trial)
     public void setUp() {
         MemoryBackend backend = TransmissionFlowBench.filledImage(IMAGE);
-        dispatcher = new RequestDispatcher(backend, false, false, "bench");
+        dispatcher = new RequestDispatcher(backend, false, false, "bench", new IoStats());
         requests = Requests.decoded(PAIRS, IMAGE, 42).toArray(NbdRequest[]::new);
     }
 

@@ -4,6 +4,7 @@ import io.rbdnbd.engine.backend.MemoryBackend;
 import io.rbdnbd.engine.protocol.Nbd;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.engine.stream.InFlightBudget;
+import io.rbdnbd.engine.stream.IoStats;
 import io.rbdnbd.engine.stream.TransmissionFlow;
 import org.apache.pekko.actor.ActorSystem;
 import org.apache.pekko.stream.javadsl.Sink;
@@ -44,6 +45,7 @@ public class TransmissionFlowBench {
     private ActorSystem system;
     private EngineSettings settings;
     private InFlightBudget budget;
+    private IoStats stats;
     private MemoryBackend backend;
     private List<ByteString> wire;
 
@@ -52,6 +54,7 @@ public class TransmissionFlowBench {
         system = ActorSystem.create("flow-bench");
         settings = EngineSettings.from(system.settings().config());
         budget = new InFlightBudget(settings.maxInFlightBytes());
+        stats = new IoStats(); // recorded into as the daemon does: its cost is part of what is measured
         backend = filledImage(IMAGE);
         wire = Requests.wire(PAIRS, IMAGE, settings.socketReadBytes(), 42);
         long readReply = structured ? Nbd.STRUCTURED_REPLY_HEADER_SIZE + 8 + Requests.BLOCK
@@ -74,7 +77,7 @@ public class TransmissionFlowBench {
     @OperationsPerInvocation(REQUESTS)
     public long flow() throws Exception {
         return Source.from(wire)
-                .via(TransmissionFlow.create(backend, settings, structured, false, false, budget, "bench"))
+                .via(TransmissionFlow.create(backend, settings, structured, false, false, budget, stats, "bench"))
                 .runWith(Sink.<Long, ByteString>fold(0L, (acc, bytes) -> acc + bytes.size()), system)
                 .toCompletableFuture()
                 .get(1, TimeUnit.MINUTES);

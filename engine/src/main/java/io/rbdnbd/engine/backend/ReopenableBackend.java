@@ -57,6 +57,13 @@ public final class ReopenableBackend implements BlockBackend {
     public record Lost(long generation, BlockBackend handle, BackendException cause, Instant at) {
     }
 
+    /**
+     * What is shown of the last lost handle (JMX, {@code rbd-nbd stats}): which one, why and when;
+     * unlike {@link Lost}, it does not hold on to the dead handle.
+     */
+    public record LastLoss(long generation, String cause, Instant at) {
+    }
+
     /** What a call does to durability: a write the next flush must cover, a flush, or neither. */
     private enum Kind { OTHER, WRITE, FLUSH }
 
@@ -152,6 +159,7 @@ public final class ReopenableBackend implements BlockBackend {
     private final long requestWaitNanos;
     private final Consumer<Lost> onLost;
     private final AtomicLong arrivals = new AtomicLong();
+    private final AtomicReference<LastLoss> lastLoss = new AtomicReference<>();
     /** Unflushed writes were lost with a handle: what the next flush says, once. */
     private final AtomicReference<BackendException> unflushedLoss = new AtomicReference<>();
 
@@ -240,9 +248,17 @@ public final class ReopenableBackend implements BlockBackend {
         return state.get() instanceof Up;
     }
 
-    /** Which handle is (or was last) in use: 0 for the first, one more per {@link #replace}. */
+    /**
+     * Which handle is (or was last) in use: 0 for the first, one more per {@link #replace}; so
+     * also how many times the image was reopened.
+     */
     public long generation() {
         return state.get().last().generation;
+    }
+
+    /** The last handle lost, or empty while none ever was. Stays after a successful reopen. */
+    public Optional<LastLoss> lastLoss() {
+        return Optional.ofNullable(lastLoss.get());
     }
 
     // ---- BlockBackend ----
@@ -474,6 +490,7 @@ public final class ReopenableBackend implements BlockBackend {
             return; // already lost, given up or closed
         }
         Handle h = up.last();
+        lastLoss.set(new LastLoss(h.generation, cause.getMessage(), at));
         long unflushed = h.writesDone.get() - h.writesFlushed.get();
         if (unflushed > 0) {
             unflushedLoss.compareAndSet(null, new BackendException(Errno.EIO, unflushed + " write(s) acknowledged"

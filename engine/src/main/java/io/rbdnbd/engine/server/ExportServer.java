@@ -4,6 +4,7 @@ import io.rbdnbd.engine.protocol.ProtocolException;
 import io.rbdnbd.engine.stream.ConnectionIo;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.engine.stream.InFlightBudget;
+import io.rbdnbd.engine.stream.IoStats;
 import io.rbdnbd.engine.stream.TransmissionFlow;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.ClassicActorSystemProvider;
@@ -34,7 +35,8 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * Serves one {@link Export} to NBD clients (qemu, nbdcopy, nbdinfo, fio) on Unix sockets and TCP.
  * Each connection runs the fixed-newstyle handshake on its own thread, then the engine's
- * {@link TransmissionFlow}; every connection shares the export's backend and in-flight budget.
+ * {@link TransmissionFlow}; every connection shares the export's backend, in-flight budget and
+ * {@link IoStats}.
  */
 public final class ExportServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(ExportServer.class);
@@ -43,6 +45,7 @@ public final class ExportServer implements AutoCloseable {
     private final EngineSettings settings;
     private final Materializer mat;
     private final InFlightBudget budget;
+    private final IoStats stats = new IoStats();
     private final List<ServerSocketChannel> listeners = new CopyOnWriteArrayList<>();
     private final List<Path> socketFiles = new CopyOnWriteArrayList<>();
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
@@ -153,6 +156,11 @@ public final class ExportServer implements AutoCloseable {
         }
     }
 
+    /** The export's I/O statistics since the server was created, every connection together. */
+    public IoStats stats() {
+        return stats;
+    }
+
     /** Live client connections (handshaking or transmitting). */
     public int connectionCount() {
         return connections.size();
@@ -243,7 +251,7 @@ public final class ExportServer implements AutoCloseable {
                     r.structuredReplies(), r.baseAllocation());
             transmitting = true;
             ConnectionIo.run(mat, settings, connection, TransmissionFlow.create(export.backend(), settings,
-                            r.structuredReplies(), r.baseAllocation(), export.effectivelyReadOnly(), budget, name))
+                            r.structuredReplies(), r.baseAllocation(), export.effectivelyReadOnly(), budget, stats, name))
                     .whenComplete((d, t) -> {
                         if (t != null) {
                             log.debug("{}: connection ended: {}", name, t.toString());

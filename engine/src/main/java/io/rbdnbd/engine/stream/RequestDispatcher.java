@@ -19,6 +19,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * Turns one request into the backend call it asks for and the call's outcome into a reply. The
  * returned stage never fails: every error, whether spotted here (range, read-only, a request the
  * decoder rejected) or raised by the backend, becomes an error reply for that request alone.
+ * Every request, answered by the backend or not, is counted in the device's or export's
+ * {@link IoStats} from dispatch to reply.
  */
 public final class RequestDispatcher {
     private static final Logger log = LoggerFactory.getLogger(RequestDispatcher.class);
@@ -27,35 +29,46 @@ public final class RequestDispatcher {
     private final boolean readOnly;
     private final boolean blockStatus;
     private final String connection;
+    private final IoStats stats;
     private final AtomicLong failures = new AtomicLong();
 
     /**
      * @param readOnly    the export is read-only (asked for, or the backend cannot be written)
      * @param blockStatus the client negotiated base:allocation, so BLOCK_STATUS has an answer
      * @param connection  names the connection in log lines
+     * @param stats       the device's or export's statistics, shared by its connections
      */
-    public RequestDispatcher(BlockBackend backend, boolean readOnly, boolean blockStatus, String connection) {
+    public RequestDispatcher(BlockBackend backend, boolean readOnly, boolean blockStatus, String connection,
+                             IoStats stats) {
         this.backend = backend;
         this.readOnly = readOnly || backend.readOnly();
         this.blockStatus = blockStatus;
         this.connection = connection;
+        this.stats = stats;
     }
 
     public CompletionStage<NbdReply> dispatch(NbdRequest r) {
+        long start = stats.started();
         if (r.rejectErrno() != 0) {
-            return done(NbdReply.error(r, r.rejectErrno(), "invalid " + r));
+            return done(answered(r, start, NbdReply.error(r, r.rejectErrno(), "invalid " + r)));
         }
         NbdReply refused = refusal(r);
         if (refused != null) {
-            return done(refused);
+            return done(answered(r, start, refused));
         }
         CompletionStage<NbdReply> call;
         try {
             call = call(r);
         } catch (RuntimeException e) { // a backend that throws instead of failing the stage
-            return done(failed(r, e));
+            return done(failed(r, start, e));
         }
-        return call.exceptionally(t -> failed(r, t));
+        return call.handle((reply, t) -> t == null ? answered(r, start, reply) : failed(r, start, t));
+    }
+
+    /** Counts a reply made without a backend failure (its error, if any, is already an NBD one). */
+    private NbdReply answered(NbdRequest r, long start, NbdReply reply) {
+        stats.completed(r.type(), r.length(), reply.error(), start);
+        return reply;
     }
 
     /** The error reply a well-formed request gets without reaching the backend, or null. */
@@ -108,9 +121,10 @@ public final class RequestDispatcher {
         };
     }
 
-    private NbdReply failed(NbdRequest r, Throwable t) {
+    private NbdReply failed(NbdRequest r, long start, Throwable t) {
         Throwable cause = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
         int errno = cause instanceof BackendException be ? be.errno() : Nbd.EIO;
+        stats.completed(r.type(), r.length(), errno, start); // the backend's errno, not the folded wire one
         long n = failures.incrementAndGet();
         if (Long.bitCount(n) == 1) { // 1st, 2nd, 4th, 8th ...: a failing image does not flood the log
             log.warn("{}: {} failed with errno {} (failure #{} on this connection): {}", connection, r, errno, n,

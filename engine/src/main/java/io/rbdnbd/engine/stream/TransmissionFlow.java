@@ -22,12 +22,13 @@ public final class TransmissionFlow {
      * @param blockStatus the client negotiated the base:allocation meta context
      * @param readOnly   the export refuses writes (EPERM)
      * @param budget     in-flight bytes, shared by every connection of the device or export
+     * @param stats      I/O statistics, shared likewise
      * @param connection names the connection in log lines
      */
     public static Flow<ByteString, ByteString, NotUsed> create(BlockBackend backend, EngineSettings settings,
                                                               boolean structured, boolean blockStatus, boolean readOnly,
-                                                              InFlightBudget budget, String connection) {
-        RequestDispatcher dispatcher = new RequestDispatcher(backend, readOnly, blockStatus, connection);
+                                                              InFlightBudget budget, IoStats stats, String connection) {
+        RequestDispatcher dispatcher = new RequestDispatcher(backend, readOnly, blockStatus, connection, stats);
         InFlightBudget.Account account = budget.account();
         return Flow.of(ByteString.class)
                 .via(new RequestDecoder(settings.maxPayload(), connection))

@@ -5,6 +5,7 @@ import org.apache.pekko.util.ByteString;
 import org.junit.jupiter.api.Test;
 
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -68,6 +69,26 @@ class ReopenableBackendTest {
     private static BackendException loseHandle(ReopenableBackend r, ScriptedBackend handle) throws Exception {
         handle.setFault(ScriptedBackend.fatalAfter(0, Errno.ESHUTDOWN));
         return failure(r.read(0, 1));
+    }
+
+    @Test
+    void theLastLossAndTheReopenCountAreKeptForDisplay() throws Exception {
+        ScriptedBackend first = new ScriptedBackend(new MemoryBackend(SIZE));
+        ReopenableBackend r = wrap(first, LONG_WAIT);
+        assertTrue(r.lastLoss().isEmpty());
+        assertEquals(0, r.generation());
+        Instant before = Instant.now();
+        loseHandle(r, first);
+        ReopenableBackend.LastLoss loss = r.lastLoss().orElseThrow();
+        assertEquals(0, loss.generation());
+        assertTrue(loss.cause().contains("handle lost") && loss.cause().contains("ESHUTDOWN"), loss.cause());
+        assertFalse(loss.at().isBefore(before));
+        ScriptedBackend second = new ScriptedBackend(new MemoryBackend(SIZE));
+        assertTrue(r.replace(second));
+        assertEquals(1, r.generation(), "reopened once");
+        assertEquals(loss, r.lastLoss().orElseThrow(), "kept after the reopen");
+        loseHandle(r, second);
+        assertEquals(1, r.lastLoss().orElseThrow().generation());
     }
 
     @Test

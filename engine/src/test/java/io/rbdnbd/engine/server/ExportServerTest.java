@@ -6,6 +6,7 @@ import io.rbdnbd.engine.backend.ScriptedBackend;
 import io.rbdnbd.engine.protocol.Frames;
 import io.rbdnbd.engine.protocol.Nbd;
 import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.engine.stream.IoStats;
 import org.apache.pekko.actor.ActorSystem;
 import org.apache.pekko.util.ByteString;
 import org.junit.jupiter.api.AfterAll;
@@ -119,6 +120,9 @@ class ExportServerTest {
             assertEquals(2, r.handle());
             assertArrayEquals(data, r.data());
         }
+        IoStats.Snapshot stats = server.stats().snapshot();
+        assertEquals(1, stats.requests().get("write"));
+        assertEquals(70_000, stats.bytes().get("read"));
     }
 
     @Test

@@ -1,9 +1,11 @@
 package io.rbdnbd.engine.stream;
 
+import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.MemoryBackend;
 import io.rbdnbd.engine.backend.ScriptedBackend;
 import io.rbdnbd.engine.protocol.Frames;
 import io.rbdnbd.engine.protocol.Nbd;
+import io.rbdnbd.nativeio.Errno;
 import org.apache.pekko.actor.ActorSystem;
 import org.apache.pekko.japi.Pair;
 import org.apache.pekko.stream.javadsl.Keep;
@@ -52,9 +54,16 @@ class TransmissionFlowTest {
     private static Map<Long, Frames.Reply> run(io.rbdnbd.engine.backend.BlockBackend backend, boolean structured,
                                                boolean readOnly, Map<Long, Integer> readLengths, ByteString... requests)
             throws Exception {
+        return run(backend, structured, readOnly, new IoStats(), readLengths, requests);
+    }
+
+    /** Likewise, recording into {@code stats}. */
+    private static Map<Long, Frames.Reply> run(io.rbdnbd.engine.backend.BlockBackend backend, boolean structured,
+                                               boolean readOnly, IoStats stats, Map<Long, Integer> readLengths,
+                                               ByteString... requests) throws Exception {
         ByteString out = Source.from(List.of(requests))
                 .via(TransmissionFlow.create(backend, settings(256, 64 << 20), structured, structured, readOnly,
-                        new InFlightBudget(64 << 20), "test"))
+                        new InFlightBudget(64 << 20), stats, "test"))
                 .runWith(Sink.fold(ByteString.emptyByteString(), ByteString::concat), system)
                 .toCompletableFuture().get(10, TimeUnit.SECONDS);
         return Frames.parse(out, h -> readLengths.getOrDefault(h, -1)).stream()
@@ -150,12 +159,74 @@ class TransmissionFlowTest {
     }
 
     @Test
+    void aFailingBackendsErrorsAreCountedByTheErrnoItReported() throws Exception {
+        ScriptedBackend b = new ScriptedBackend(new MemoryBackend(SIZE));
+        b.setFault(ScriptedBackend.failing(ScriptedBackend.Op.WRITE, Errno.ETIMEDOUT)); // goes out as EIO
+        IoStats stats = new IoStats();
+        ByteString[] reqs = new ByteString[22];
+        Map<Long, Integer> lengths = new HashMap<>();
+        for (int i = 0; i < 20; i++) {
+            reqs[i] = i % 2 == 0 ? Frames.write(i, i * 4096L, new byte[4096]) : Frames.read(i, i * 4096L, 4096);
+            lengths.put((long) i, 4096);
+        }
+        reqs[20] = Frames.read(20, SIZE, 512); // refused: beyond the end
+        reqs[21] = Frames.request(77, 0, 21, 0, 0, null); // rejected by the decoder
+        Map<Long, Frames.Reply> rs = run(b, false, false, stats, lengths, reqs);
+        assertEquals(22, rs.size());
+        assertEquals(Nbd.EIO, rs.get(0L).error(), "ETIMEDOUT is not an NBD error");
+
+        IoStats.Snapshot s = stats.snapshot();
+        assertEquals(10, s.requests().get("write"));
+        assertEquals(11, s.requests().get("read"));
+        assertEquals(1, s.requests().get("other"));
+        assertEquals(10, s.errors().get("write"));
+        assertEquals(1, s.errors().get("read"));
+        assertEquals(0, s.bytes().get("write"), "failed writes moved no bytes");
+        assertEquals(10 * 4096, s.bytes().get("read"));
+        assertEquals(Map.of("EINVAL", 2L, "ETIMEDOUT", 10L), s.errorsByErrno());
+        assertEquals(0, s.inFlight());
+    }
+
+    @Test
+    void inFlightCountsHeldRequestsAndFallsBackToZeroOnceAnswered() {
+        ScriptedBackend b = new ScriptedBackend(new MemoryBackend(SIZE));
+        b.setFault(b.holding());
+        IoStats stats = new IoStats();
+        Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes = TestSource.<ByteString>probe(system)
+                .via(TransmissionFlow.create(b, settings(8, 64 << 20), false, false, false,
+                        new InFlightBudget(64 << 20), stats, "test"))
+                .toMat(TestSink.probe(system), Keep.both())
+                .run(system);
+        probes.second().request(100);
+        ByteString all = ByteString.emptyByteString();
+        for (int i = 0; i < 5; i++) {
+            all = all.concat(Frames.request(Nbd.CMD_FLUSH, 0, i, 0, 0, null));
+        }
+        probes.first().sendNext(all);
+        awaitCondition(() -> b.held.size() == 5);
+        assertEquals(5, stats.snapshot().inFlight());
+        b.failOldestHeld(BackendException.handleLost(Errno.ESHUTDOWN, "blocklisted"));
+        b.failOldestHeld(new BackendException(Errno.EIO, "injected"));
+        b.releaseAll();
+        int replies = 0;
+        while (replies < 5) {
+            replies += probes.second().expectNext(Duration.ofSeconds(5)).size() / 16;
+        }
+        probes.first().sendComplete();
+        probes.second().expectComplete();
+        IoStats.Snapshot s = stats.snapshot();
+        assertEquals(0, s.inFlight());
+        assertEquals(5, s.requests().get("flush"));
+        assertEquals(Map.of("EIO", 1L, "ESHUTDOWN", 1L), s.errorsByErrno());
+    }
+
+    @Test
     void inFlightIsBoundedByIodepthAndEveryHeldRequestIsAnsweredOnRelease() {
         ScriptedBackend b = new ScriptedBackend(new MemoryBackend(SIZE));
         b.setFault(b.holding());
         Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes = TestSource.<ByteString>probe(system)
                 .via(TransmissionFlow.create(b, settings(8, 64 << 20), false, false, false,
-                        new InFlightBudget(64 << 20), "test"))
+                        new InFlightBudget(64 << 20), new IoStats(), "test"))
                 .toMat(TestSink.probe(system), Keep.both())
                 .run(system);
         TestPublisher.Probe<ByteString> in = probes.first();
@@ -190,7 +261,8 @@ class TransmissionFlowTest {
         b.setFault(b.holding());
         InFlightBudget budget = new InFlightBudget(64 * 1024);
         Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes = TestSource.<ByteString>probe(system)
-                .via(TransmissionFlow.create(b, settings(256, 64 * 1024), false, false, false, budget, "test"))
+                .via(TransmissionFlow.create(b, settings(256, 64 * 1024), false, false, false, budget,
+                        new IoStats(), "test"))
                 .toMat(TestSink.probe(system), Keep.both())
                 .run(system);
         probes.second().request(1000);
@@ -224,7 +296,8 @@ class TransmissionFlowTest {
         b.setFault(b.holding());
         InFlightBudget budget = new InFlightBudget(1 << 20);
         Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes = TestSource.<ByteString>probe(system)
-                .via(TransmissionFlow.create(b, settings(256, 1 << 20), false, false, false, budget, "test"))
+                .via(TransmissionFlow.create(b, settings(256, 1 << 20), false, false, false, budget,
+                        new IoStats(), "test"))
                 .toMat(TestSink.probe(system), Keep.both())
                 .run(system);
         probes.second().request(10);
