@@ -1,6 +1,7 @@
 package io.rbdnbd.actors;
 
 import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
 
 import java.time.Duration;
 
@@ -18,22 +19,19 @@ public record ReopenSettings(Duration minBackoff, Duration maxBackoff, double ra
                 c.getDuration("request-wait"),
                 c.getDuration("close-timeout"),
                 c.getString("dispatcher"));
-        s.check();
+        require(c, "min-backoff", s.minBackoff.compareTo(Duration.ZERO) > 0, "must be positive");
+        require(c, "max-backoff", s.maxBackoff.compareTo(s.minBackoff) >= 0, "must be at least min-backoff");
+        require(c, "random-factor", s.randomFactor >= 0 && s.randomFactor <= 1, "must be 0..1, is " + s.randomFactor);
+        require(c, "max-attempts", s.maxAttempts >= 0, "must be 0 (unlimited) or more, is " + s.maxAttempts);
+        require(c, "request-wait", !s.requestWait.isNegative(), "must not be negative");
+        require(c, "close-timeout", s.closeTimeout.compareTo(Duration.ZERO) > 0, "must be positive");
         return s;
     }
 
-    private void check() {
-        require(minBackoff.compareTo(Duration.ZERO) > 0, "rbdnbd.reopen.min-backoff must be positive");
-        require(maxBackoff.compareTo(minBackoff) >= 0, "rbdnbd.reopen.max-backoff must be at least min-backoff");
-        require(randomFactor >= 0 && randomFactor <= 1, "rbdnbd.reopen.random-factor must be 0..1, is " + randomFactor);
-        require(maxAttempts >= 0, "rbdnbd.reopen.max-attempts must be 0 (unlimited) or more, is " + maxAttempts);
-        require(!requestWait.isNegative(), "rbdnbd.reopen.request-wait must not be negative");
-        require(closeTimeout.compareTo(Duration.ZERO) > 0, "rbdnbd.reopen.close-timeout must be positive");
-    }
-
-    private static void require(boolean ok, String message) {
+    /** @throws ConfigException.BadValue naming the file and line the value came from */
+    private static void require(Config c, String key, boolean ok, String message) {
         if (!ok) {
-            throw new IllegalArgumentException(message);
+            throw new ConfigException.BadValue(c.getValue(key).origin(), "rbdnbd.reopen." + key, message);
         }
     }
 

@@ -276,7 +276,7 @@ class ImageSupervisorTest {
 
     @Test
     void badSettingsAreRefusedWithTheKeyNamed() {
-        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        com.typesafe.config.ConfigException e = org.junit.jupiter.api.Assertions.assertThrows(com.typesafe.config.ConfigException.class,
                 () -> ReopenSettings.from(ConfigFactory.parseString("rbdnbd.reopen.max-backoff = 100 ms")
                         .withFallback(ConfigFactory.load())));
         assertTrue(e.getMessage().contains("max-backoff"), e.getMessage());

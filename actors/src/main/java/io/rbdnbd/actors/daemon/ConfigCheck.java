@@ -28,7 +28,11 @@ public final class ConfigCheck {
                         "unknown setting (the settings and their meaning are in reference.conf)");
             }
         }
+        config.checkValid(reference, "rbdnbd"); // every value of the type its default has
         EngineSettings.from(config);
+        config.getBoolean("rbdnbd.kernel.netlink");
+        config.getDuration("rbdnbd.kernel.size-poll-interval");
+        io.rbdnbd.engine.quiesce.QuiesceHook.Settings.from(config);
         ReopenSettings.from(config);
         CephSettings.from(config);
         DaemonSettings.from(config);

@@ -39,12 +39,16 @@ public record JmxSettings(boolean enabled, int remotePort, String remoteHost, St
 
     public static JmxSettings from(Config root) {
         Config c = root.getConfig(PATH);
-        return new JmxSettings(
-                c.getBoolean("enabled"),
-                c.getInt("remote.port"),
-                c.getString("remote.host"),
-                c.getString("remote.password-file"),
-                c.getString("remote.access-file"));
+        try {
+            return new JmxSettings(
+                    c.getBoolean("enabled"),
+                    c.getInt("remote.port"),
+                    c.getString("remote.host"),
+                    c.getString("remote.password-file"),
+                    c.getString("remote.access-file"));
+        } catch (ConfigException.BadValue e) { // say where the port that asks for it was set
+            throw new ConfigException.BadValue(c.getValue("remote.port").origin(), PATH + ".remote", e.getMessage());
+        }
     }
 
     /** A remote connector is asked for. */
