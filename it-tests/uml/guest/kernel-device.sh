@@ -8,7 +8,7 @@ set -uo pipefail
 rbd_nbd="$RBDNBD_HOME/bin/rbd-nbd"
 log=/run/rbd-nbd-log/rbd-nbd.log
 # small, quick-starting JVMs: every newly touched MiB costs the guest ~30-40 ms
-export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
+export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData}"
 export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
 scenario=${1:?scenario}
 

@@ -8,7 +8,7 @@ set -uo pipefail
 : "${RBDNBD_HOME:?RBDNBD_HOME must name the project root}"
 rbd_nbd="$RBDNBD_HOME/bin/rbd-nbd"
 log=/run/rbd-nbd-log/rbd-nbd.log
-export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
+export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData}"
 export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
 ceph_dir=/run/ceph
 
@@ -89,11 +89,22 @@ tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q rbd-nbd || fail "the daemon's comma
 "$rbd_nbd" stats "$dev2" | grep -q "rbd/img2" || fail "stats $dev2 does not name rbd/img2"
 step "two images in one daemon (pid $pid); busy device refused; list-mapped plain, xml; stats"
 
+# `rbd device map -t nbd` runs the rbd-nbd next to the rbd binary: ours, linked there
+mkdir -p /run/rbdbin && cp /usr/bin/rbd /run/rbdbin/rbd && ln -sf "$rbd_nbd" /run/rbdbin/rbd-nbd
+dev3=$(/run/rbdbin/rbd device map -t nbd -o notrim,read-only rbd/img2@q0 2>&1) && fail "rbd device map of a missing snapshot succeeded: $dev3"
+rbd snap create rbd/img2@q0 || fail "rbd snap create rbd/img2@q0"
+dev3=$(/run/rbdbin/rbd device map -t nbd -o notrim rbd/img2@q0) || fail "rbd device map -t nbd"
+[ "$(blockdev --getro "$dev3")" = 1 ] || fail "$dev3 (a snapshot, via rbd device map) is not read-only"
+/run/rbdbin/rbd device list -t nbd | grep -q "img2 .*q0 .*$dev3" || fail "rbd device list -t nbd: $(/run/rbdbin/rbd device list -t nbd 2>&1)"
+/run/rbdbin/rbd device unmap -t nbd "$dev3" || fail "rbd device unmap -t nbd"
+step "rbd device map/list/unmap -t nbd drive our rbd-nbd"
+
 # quiesce: a snapshot runs the hook (a script without #!) around it; a failing hook fails the snapshot
 "$rbd_nbd" unmap "$dev2" || fail "unmap $dev2"
 printf 'echo "$1 $2" >> /run/hook.log\n[ ! -e /run/hook.fail ]\n' > /run/hook.sh && chmod +x /run/hook.sh
 dev2=$(map rbd/img2 --quiesce --quiesce-hook /run/hook.sh) || exit 1
 rbd snap create rbd/img2@q1 >/run/snap.out 2>&1 || { cat /run/snap.out; fail "rbd snap create with a quiesce hook"; }
+for _ in $(seq 100); do [ "$(wc -l < /run/hook.log)" -ge 2 ] && break; sleep 0.1; done # unquiesce follows the snapshot
 [ "$(cat /run/hook.log)" = "$(printf '%s quiesce\n%s unquiesce' "$dev2" "$dev2")" ] || fail "hook calls: $(cat /run/hook.log)"
 touch /run/hook.fail
 if rbd snap create rbd/img2@q2 >/run/snap.out 2>&1; then fail "rbd snap create succeeded though the quiesce hook failed"; fi

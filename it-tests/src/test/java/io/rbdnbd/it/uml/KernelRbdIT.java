@@ -23,7 +23,7 @@ class KernelRbdIT {
     @Test
     void rbdImagesOnKernelDevices() {
         Path home = Path.of(System.getProperty("rbdnbd.home", "..")).toAbsolutePath().normalize();
-        UmlGuest.Result r = UmlGuest.run("2G", Duration.ofMinutes(10), UmlGuest.umlDir(),
+        UmlGuest.Result r = UmlGuest.run("2G", Duration.ofMinutes(20), UmlGuest.umlDir(),
                 Map.of("RBDNBD_HOME", home.toString()),
                 "bash", UmlGuest.guestScript("kernel-rbd.sh").toString());
         System.out.println("kernel-rbd in UML: " + r.timings());
