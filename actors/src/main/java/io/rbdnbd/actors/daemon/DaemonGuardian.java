@@ -202,12 +202,10 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     }
 
     private Behavior<Command> onUnmap(Unmap u) {
-        Object found = find(u.target());
-        if (found instanceof String error) {
-            u.replyTo().tell(new Reply(error));
+        Entry e = find(u.target(), error -> u.replyTo().tell(new Reply(error)));
+        if (e == null) {
             return this;
         }
-        Entry e = (Entry) found;
         e.goneWaiters.add(u.replyTo());
         e.state = "unmapping";
         e.supervisor.tell(u.force() ? new DeviceSupervisor.ForceUnmap() : new DeviceSupervisor.Unmap());
@@ -215,12 +213,10 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     }
 
     private Behavior<Command> onDetach(Detach d) {
-        Object found = find(d.target());
-        if (found instanceof String error) {
-            d.replyTo().tell(new Reply(error));
+        Entry e = find(d.target(), error -> d.replyTo().tell(new Reply(error)));
+        if (e == null) {
             return this;
         }
-        Entry e = (Entry) found;
         if (!e.netlink || e.device == null || "mapping".equals(e.state)) {
             d.replyTo().tell(new Reply(e.device == null || "mapping".equals(e.state)
                     ? e.request.spec() + " is still being mapped"
@@ -234,8 +230,8 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         return this;
     }
 
-    /** The one entry a device path or image spec names, or why there is none. */
-    private Object find(String target) {
+    /** The one entry a device path or image spec names; else null, after telling {@code notFound} why. */
+    private Entry find(String target, java.util.function.Consumer<String> notFound) {
         List<Entry> matches = new ArrayList<>();
         String spec = null;
         try {
@@ -248,14 +244,12 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
                 matches.add(e);
             }
         }
-        if (matches.isEmpty()) {
-            return target + " is not mapped";
+        if (matches.size() == 1) {
+            return matches.get(0);
         }
-        if (matches.size() > 1) {
-            return target + " is mapped more than once; name the device: "
-                    + matches.stream().map(e -> e.device).toList();
-        }
-        return matches.get(0);
+        notFound.accept(matches.isEmpty() ? target + " is not mapped" : target + " is mapped more than once; name the device: "
+                + matches.stream().map(e -> e.device).toList());
+        return null;
     }
 
     private Behavior<Command> onList(ListDevices l) {
@@ -274,12 +268,10 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         if (s.target().isEmpty()) {
             entries.values().stream().filter(e -> e.view != null).forEach(e -> views.add(e.view));
         } else {
-            Object found = find(s.target());
-            if (found instanceof String error) {
-                s.replyTo().tell(new StatsReply(null, error));
+            Entry e = find(s.target(), error -> s.replyTo().tell(new StatsReply(null, error)));
+            if (e == null) {
                 return this;
             }
-            Entry e = (Entry) found;
             if (e.view == null) {
                 s.replyTo().tell(new StatsReply(null, s.target() + " is still being mapped"));
                 return this;
