@@ -148,7 +148,19 @@ echo 'rbdnbd.engine.iodeph = 3' > /run/bad.conf
 out=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Dconfig.file=/run/bad.conf" "$rbd_nbd" daemon 2>&1) && fail "a daemon with a broken config started"
 [[ $out == *bad.conf*iodeph* ]] || fail "broken config message: $out"
 kill -TERM $daemon; wait $daemon || fail "the foreground daemon exited non-zero on SIGTERM"
-step "configured device mapped at start; a broken config refused with file and key"
+[ -n "$(sysfs nbd5 pid)" ] || fail "/dev/nbd5 (netlink) was not held for re-attach after SIGTERM"
+step "configured device mapped at start; a broken config refused with file and key; SIGTERM detached it"
+
+# a restarted daemon (systemd's Restart=) attaches its configured device again: no new device
+RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Dconfig.file=/run/rbd-nbd.conf" "$rbd_nbd" daemon 2>>"$log" &
+daemon=$!
+for _ in $(seq 600); do "$rbd_nbd" list-mapped 2>/dev/null | grep -q "/dev/nbd5 " && break; sleep 0.1; done
+"$rbd_nbd" list-mapped | grep -Eq "^$daemon +rbd +img2 +- +/dev/nbd5 " || fail "the restarted daemon does not serve /dev/nbd5"
+grep -q "attaching rbd/img2 to it again" "$log" || fail "the restarted daemon mapped /dev/nbd5 anew instead of attaching"
+dd if=/dev/nbd5 of=/dev/null bs=1M count=4 iflag=direct status=none || fail "read /dev/nbd5 after the re-attach"
+"$rbd_nbd" unmap /dev/nbd5 || fail "unmap /dev/nbd5"
+kill -TERM $daemon; wait $daemon || fail "the foreground daemon exited non-zero on SIGTERM"
+step "a restarted daemon attached its configured device again"
 
 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" stop "$ceph_dir" --purge || fail "cluster stop"
 echo "PASS kernel-rbd"

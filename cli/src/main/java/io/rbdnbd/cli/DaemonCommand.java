@@ -14,6 +14,7 @@ import io.rbdnbd.actors.daemon.DaemonSettings;
 import io.rbdnbd.actors.daemon.DeviceRequest;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.nativeio.LibC;
+import io.rbdnbd.nativeio.NbdDevice;
 import io.rbdnbd.nativeio.NativeException;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
@@ -84,7 +85,8 @@ final class DaemonCommand {
             Signal.handle(new Signal("INT"), s -> system.tell(new DaemonGuardian.StopAll()));
             log.info("rbd-nbd daemon (pid {}) serving; control socket {}", ProcessHandle.current().pid(),
                     settings.controlSocket());
-            for (DeviceRequest d : settings.devices()) {
+            for (DeviceRequest configured : settings.devices()) {
+                DeviceRequest d = takeOver(configured);
                 AskPattern.<DaemonGuardian.Command, DaemonGuardian.MapReply>ask(system,
                         to -> new DaemonGuardian.Map(d, to), settings.mapTimeout(), system.scheduler())
                         .whenComplete((reply, failure) -> {
@@ -100,6 +102,28 @@ final class DaemonCommand {
         } catch (IOException e) {
             throw new CommandFailedException("cannot lock " + settings.lockFile() + ": " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * A configured device that is still connected with no live server (this daemon died, systemd
+     * restarts it) is attached again rather than mapped anew: the kernel held its I/O for the
+     * reattach timeout and replays it, so filesystems on it carry on.
+     */
+    private static DeviceRequest takeOver(DeviceRequest d) {
+        if (d.device() == null || d.attach() || !Files.exists(Path.of("/sys/block/" + d.device().substring(5)))) {
+            return d;
+        }
+        int index = NbdDevice.index(d.device());
+        java.util.OptionalInt pid = NbdDevice.servingPid(index);
+        java.util.Optional<String> cookie = NbdDevice.backendId(index);
+        if (pid.isEmpty() || ProcessHandle.of(pid.getAsInt()).map(ProcessHandle::isAlive).orElse(false)
+                || cookie.isEmpty() || (d.cookie() != null && !d.cookie().equals(cookie.get()))) {
+            return d;
+        }
+        log.info("{} is held by the kernel for its dead server (pid {}): attaching {} to it again", d.device(),
+                pid.getAsInt(), d.spec());
+        return new DeviceRequest(d.spec(), d.image(), d.device(), d.readOnly(), d.trim(), d.ioTimeoutSeconds(),
+                d.reattachTimeoutSeconds(), -1, cookie.get(), true, d.quiesce(), d.quiesceHook(), d.ceph());
     }
 
     private static JmxRemote startRemote(JmxSettings settings) throws CommandFailedException {

@@ -1,15 +1,12 @@
 package io.rbdnbd.it.ceph;
 
 import io.rbdnbd.engine.backend.BlockBackend;
-import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.engine.backend.QuiesceHandler;
-import io.rbdnbd.engine.backend.RbdBackend;
 import io.rbdnbd.engine.backend.ReopenableBackend;
 import io.rbdnbd.engine.backend.ScriptedBackend;
 import io.rbdnbd.engine.quiesce.QuiesceHook;
 import io.rbdnbd.it.Commands;
 import io.rbdnbd.nativeio.Errno;
-import io.rbdnbd.nativeio.ceph.RadosCluster;
 import org.apache.pekko.util.ByteString;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -22,14 +19,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -44,9 +37,7 @@ class QuiesceIT {
     private static final String DEVICE = "/dev/nbd9";
     private static final Duration SNAP_TIMEOUT = Duration.ofSeconds(120);
     private static CephCluster ceph;
-    private static ExecutorService blocking;
-    private final List<String> images = new ArrayList<>();
-    private final List<BlockBackend> opened = new ArrayList<>();
+    private static RbdImages images;
 
     @TempDir
     Path dir;
@@ -54,27 +45,17 @@ class QuiesceIT {
     @BeforeAll
     static void cluster() {
         ceph = CephCluster.shared();
-        blocking = Executors.newCachedThreadPool();
+        images = new RbdImages(ceph);
     }
 
     @AfterAll
     static void stop() {
-        blocking.shutdownNow();
+        images.shutdown();
     }
 
     @AfterEach
     void removeImages() throws Exception {
-        for (BlockBackend b : opened) {
-            try {
-                await(b.close());
-            } catch (Exception ignored) {
-                // closed by the test, or lost
-            }
-        }
-        for (String image : images) {
-            ceph.rbd("snap", "purge", "--no-progress", image);
-            ceph.removeImage(image);
-        }
+        images.cleanUp();
     }
 
     private static <T> T await(CompletionStage<T> stage) throws Exception {
@@ -82,17 +63,11 @@ class QuiesceIT {
     }
 
     private String newImage(String name) {
-        String spec = ceph.createImage(name, "64M");
-        images.add(spec);
-        return spec;
+        return images.create(name, "64M");
     }
 
     private BlockBackend open(String image) {
-        RadosCluster.Settings settings = new RadosCluster.Settings("ceph", "admin", ceph.conf().toString(), null, null,
-                Duration.ofSeconds(20), Map.of());
-        BlockBackend b = RbdBackend.open((ImageSpec.Rbd) ImageSpec.parse(image), false, settings, blocking);
-        opened.add(b);
-        return b;
+        return images.open(RbdImages.rbd(image), false);
     }
 
     /** A hook script without a {@code #!} line that appends {@code DEV COMMAND} to {@code calls} and exits {@code status}. */
@@ -163,7 +138,7 @@ class QuiesceIT {
         BlockBackend idle = open(newImage("quiesce-idle"));
         Path idleCalls = dir.resolve("idle-calls");
         assertTrue(idle.watchQuiesce(hook(idleCalls, 0)).isPresent());
-        Commands.Result again = snapCreate(images.get(1) + "@s2");
+        Commands.Result again = snapCreate(images.image(1) + "@s2");
         assertTrue(again.succeeded(), again.describe());
         awaitLines(idleCalls, 2);
         assertEquals(List.of(DEVICE + " quiesce", DEVICE + " unquiesce"), Files.readAllLines(idleCalls));

@@ -18,24 +18,19 @@ import org.junit.jupiter.api.io.TempDir;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static io.rbdnbd.it.ceph.RbdImages.rbd;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The backend contract against a real cluster, and what only RBD has: snapshots, namespaces, locks, LUKS. */
 class RbdBackendIT extends BlockBackendContract {
     private static CephCluster ceph;
-    private static ExecutorService blocking;
-    private final List<String> images = new ArrayList<>();
-    private final List<BlockBackend> opened = new ArrayList<>();
+    private static RbdImages images;
 
     @TempDir
     Path dir;
@@ -43,55 +38,27 @@ class RbdBackendIT extends BlockBackendContract {
     @BeforeAll
     static void cluster() {
         ceph = CephCluster.shared();
-        blocking = Executors.newCachedThreadPool();
+        images = new RbdImages(ceph);
     }
 
     @AfterAll
     static void stop() {
-        blocking.shutdownNow();
+        images.shutdown();
     }
 
     @AfterEach
     void removeImages() throws Exception {
-        for (BlockBackend b : opened) {
-            try {
-                await(b.close());
-            } catch (Exception ignored) {
-                // already closed by the test
-            }
-        }
         if (backend != null) {
             await(backend.close());
             backend = null;
         }
-        for (String image : images) {
-            ceph.removeImage(image);
-        }
-    }
-
-    static RadosCluster.Settings settings() {
-        return new RadosCluster.Settings("ceph", "admin", ceph.conf().toString(), null, null, Duration.ofSeconds(20), Map.of());
-    }
-
-    private String newImage(String name, String size) {
-        String spec = ceph.createImage(name, size);
-        images.add(spec);
-        return spec;
-    }
-
-    private BlockBackend open(ImageSpec.Rbd spec, boolean readOnly) {
-        BlockBackend b = RbdBackend.open(spec, readOnly, settings(), blocking);
-        opened.add(b);
-        return b;
-    }
-
-    private static ImageSpec.Rbd rbd(String spec) {
-        return (ImageSpec.Rbd) ImageSpec.parse(spec);
+        images.cleanUp();
     }
 
     @Override
     protected BlockBackend create(long size) {
-        return RbdBackend.open(rbd(newImage("contract", (size >> 20) + "M")), false, settings(), blocking);
+        return RbdBackend.open(rbd(images.create("contract", (size >> 20) + "M")), false, images.settings(),
+                images.blocking());
     }
 
     /** Allocation is reported per object (4 MiB) from the object map, so a partial trim stays data. */
@@ -105,11 +72,11 @@ class RbdBackendIT extends BlockBackendContract {
         byte[] before = random(65536, 11);
         await(backend.write(0, ByteString.fromArray(before), true));
         await(backend.flush());
-        String image = images.get(0);
+        String image = images.image(0);
         ceph.rbd("snap", "create", image + "@s1");
         await(backend.write(0, ByteString.fromArray(random(65536, 12)), true));
 
-        BlockBackend snap = open(rbd(image + "@s1"), false);
+        BlockBackend snap = images.open(rbd(image + "@s1"), false);
         assertTrue(snap.readOnly());
         assertArrayEquals(before, await(snap.read(0, 65536)).toArray());
         ceph.rbd("snap", "rm", image + "@s1");
@@ -122,7 +89,7 @@ class RbdBackendIT extends BlockBackendContract {
         String inNs = "rbd/" + ns + "/img";
         ceph.rbd("create", "--size", "16M", inNs);
         try {
-            BlockBackend b = open(rbd(inNs), false);
+            BlockBackend b = images.open(rbd(inNs), false);
             assertEquals(16L << 20, b.size());
             byte[] a = random(4096, 13);
             await(b.write(4096, ByteString.fromArray(a), true));
@@ -141,7 +108,7 @@ class RbdBackendIT extends BlockBackendContract {
 
     @Test
     void resizeIsSeenByRefreshSize() throws Exception {
-        String image = images.get(0);
+        String image = images.image(0);
         ceph.rbd("resize", "--size", "128M", image);
         assertEquals(128L << 20, await(backend.refreshSize()));
         assertEquals(128L << 20, backend.size());
@@ -149,20 +116,20 @@ class RbdBackendIT extends BlockBackendContract {
 
     @Test
     void wrongPoolImageSnapshotAndKeyringAreClearErrors() {
-        BackendException pool = assertThrows(BackendException.class, () -> open(rbd("nopool/img"), false));
+        BackendException pool = assertThrows(BackendException.class, () -> images.open(rbd("nopool/img"), false));
         assertTrue(pool.getMessage().contains("pool 'nopool' does not exist"), pool.getMessage());
         assertEquals(Errno.ENOENT, pool.errno());
 
-        BackendException image = assertThrows(BackendException.class, () -> open(rbd("rbd/no-such-image"), false));
+        BackendException image = assertThrows(BackendException.class, () -> images.open(rbd("rbd/no-such-image"), false));
         assertTrue(image.getMessage().contains("image 'rbd/no-such-image' does not exist"), image.getMessage());
 
-        BackendException snap = assertThrows(BackendException.class, () -> open(rbd(images.get(0) + "@nosnap"), false));
+        BackendException snap = assertThrows(BackendException.class, () -> images.open(rbd(images.image(0) + "@nosnap"), false));
         assertTrue(snap.getMessage().contains("nosnap"), snap.getMessage());
 
         RadosCluster.Settings badKeyring = new RadosCluster.Settings("ceph", "admin", ceph.conf().toString(),
                 dir.resolve("missing.keyring").toString(), null, Duration.ofSeconds(10), Map.of());
         BackendException key = assertThrows(BackendException.class,
-                () -> RbdBackend.open(rbd(images.get(0)), false, badKeyring, blocking));
+                () -> RbdBackend.open(rbd(images.image(0)), false, badKeyring, images.blocking()));
         assertTrue(key.getMessage().contains("connect to the ceph cluster"), key.getMessage());
     }
 
@@ -173,7 +140,7 @@ class RbdBackendIT extends BlockBackendContract {
                 "v1:127.0.0.1:1", Duration.ofSeconds(3), Map.of());
         long t0 = System.nanoTime();
         BackendException e = assertThrows(BackendException.class,
-                () -> RbdBackend.open(rbd(images.get(0)), false, deadMon, blocking));
+                () -> RbdBackend.open(rbd(images.image(0)), false, deadMon, images.blocking()));
         long secs = (System.nanoTime() - t0) / 1_000_000_000L;
         assertEquals(Errno.ETIMEDOUT, e.errno(), e.getMessage());
         assertTrue(secs < 30, "gave up after " + secs + " s");
@@ -182,8 +149,8 @@ class RbdBackendIT extends BlockBackendContract {
 
     @Test
     void exclusiveLockKeepsOtherWritersOut() throws Exception {
-        String image = images.get(0);
-        BlockBackend holder = open(rbd(image).withExclusive(true), false);
+        String image = images.image(0);
+        BlockBackend holder = images.open(rbd(image).withExclusive(true), false);
         await(holder.write(0, ByteString.fromArray(random(4096, 14)), true));
         Commands.Result other = ceph.run(Duration.ofSeconds(60), "rbd", "bench", "--io-type", "write",
                 "--io-size", "4K", "--io-total", "64K", image);
@@ -196,25 +163,25 @@ class RbdBackendIT extends BlockBackendContract {
 
     @Test
     void luks2ImageReadsBackThroughTheEncryptionAndIsCiphertextBelow() throws Exception {
-        String image = newImage("luks", "32M");
+        String image = images.create("luks", "32M");
         Path pass = dir.resolve("pass");
         Files.writeString(pass, "correct horse battery staple");
         ceph.rbd("encryption", "format", image, "luks2", pass.toString());
         ImageSpec.Rbd spec = rbd(image).withEncryption(new ImageSpec.Rbd.Encryption("luks2", pass));
-        BlockBackend enc = open(spec, false);
+        BlockBackend enc = images.open(spec, false);
         assertTrue(enc.size() < 32L << 20, "the LUKS header is not part of the device: " + enc.size());
         byte[] a = random(65536, 15);
         await(enc.write(0, ByteString.fromArray(a), true));
         await(enc.close());
 
-        BlockBackend again = open(spec, false);
+        BlockBackend again = images.open(spec, false);
         assertArrayEquals(a, await(again.read(0, 65536)).toArray());
-        BlockBackend raw = open(rbd(image), true);
+        BlockBackend raw = images.open(rbd(image), true);
         long header = raw.size() - again.size();
         assertNotEquals(ByteString.fromArray(a), await(raw.read(header, 65536)));
 
         Files.writeString(pass, "wrong");
-        BackendException wrong = assertThrows(BackendException.class, () -> open(spec, false));
+        BackendException wrong = assertThrows(BackendException.class, () -> images.open(spec, false));
         assertTrue(wrong.getMessage().contains("encryption"), wrong.getMessage());
     }
 }
