@@ -102,7 +102,9 @@ step "rbd device map/list/unmap -t nbd drive our rbd-nbd"
 # quiesce: a snapshot runs the hook (a script without #!) around it; a failing hook fails the snapshot
 "$rbd_nbd" unmap "$dev2" || fail "unmap $dev2"
 printf 'echo "$1 $2" >> /run/hook.log\n[ ! -e /run/hook.fail ]\n' > /run/hook.sh && chmod +x /run/hook.sh
-dev2=$(map rbd/img2 --quiesce --quiesce-hook /run/hook.sh) || exit 1
+out=$("$rbd_nbd" map rbd/img2 --no_such_option 1 2>&1) && fail "a map with an unknown Ceph option succeeded"
+[[ $out == *no_such_option* ]] || fail "unknown Ceph option message: $out"
+dev2=$(map rbd/img2 --quiesce --quiesce-hook /run/hook.sh --rbd_cache true) || exit 1
 rbd snap create rbd/img2@q1 >/run/snap.out 2>&1 || { cat /run/snap.out; fail "rbd snap create with a quiesce hook"; }
 for _ in $(seq 100); do [ "$(wc -l < /run/hook.log)" -ge 2 ] && break; sleep 0.1; done # unquiesce follows the snapshot
 [ "$(cat /run/hook.log)" = "$(printf '%s quiesce\n%s unquiesce' "$dev2" "$dev2")" ] || fail "hook calls: $(cat /run/hook.log)"

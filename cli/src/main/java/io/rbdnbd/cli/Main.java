@@ -177,6 +177,7 @@ public final class Main {
                   -k, --keyring PATH           keyring (--keyfile PATH: a file holding just the key)
                   -m, --mon-host ADDRS         monitors;  --cluster NAME
                   --rbd-op-threads N           librbd op threads of the image's client
+                  --some_ceph_option VALUE     any other Ceph setting (map, attach), underscore spelling
                   --exclusive                  hold the image's exclusive lock: other clients cannot write
                   --snap-id ID                 serve a snapshot by id (read-only); or IMAGE@SNAP by name
                   --encryption-format luks1|luks2 --encryption-passphrase-file PATH

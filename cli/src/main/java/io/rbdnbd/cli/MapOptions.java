@@ -86,6 +86,11 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
                     }
                 }
                 default -> {
+                    int setting = rbd.acceptCephSetting(args, i);
+                    if (setting >= 0) {
+                        i = setting;
+                        continue;
+                    }
                     if (a.startsWith("-")) {
                         throw new UsageException(command + ": unknown option '" + a + "'");
                     }

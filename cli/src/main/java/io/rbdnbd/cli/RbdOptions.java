@@ -16,6 +16,9 @@ import java.util.Map;
  * image (which go into its {@link ImageSpec.Rbd}).
  */
 final class RbdOptions {
+    /** A Ceph config option as Ceph's command lines take it: lower case words joined by underscores. */
+    private static final java.util.regex.Pattern CEPH_OPTION = java.util.regex.Pattern.compile("[a-z][a-z0-9]*(_[a-z0-9]+)+");
+
     private final String command;
     private final Map<String, String> ceph = new LinkedHashMap<>();
     private boolean exclusive;
@@ -78,6 +81,22 @@ final class RbdOptions {
                 return -1;
             }
         }
+        return i + 1;
+    }
+
+    /**
+     * Takes {@code args[i]} as any other Ceph setting in its underscore spelling ({@code --rbd_cache
+     * false}), as Ceph's tools take them, when nothing else took it; librados refuses an unknown
+     * name when the image is opened.
+     *
+     * @return the index of the value taken, or -1 when {@code args[i]} does not look like one
+     */
+    int acceptCephSetting(String[] args, int i) throws UsageException {
+        String a = args[i];
+        if (!a.startsWith("--") || !CEPH_OPTION.matcher(a.substring(2)).matches()) {
+            return -1;
+        }
+        ceph.put("options." + a.substring(2), value(args, i, a));
         return i + 1;
     }
 

@@ -131,6 +131,15 @@ class MainTest {
     }
 
     @Test
+    void otherCephSettingsPassToTheImagesClient() throws UsageException {
+        MapOptions m = MapOptions.parse("map", new String[]{"img", "--rbd_cache", "true", "--rados_osd_op_timeout=30"});
+        assertEquals("true", m.deviceEntry(false).get("ceph.options.rbd_cache"));
+        assertEquals("30", m.deviceEntry(false).get("ceph.options.rados_osd_op_timeout"));
+        assertThrows(UsageException.class, () -> MapOptions.parse("map", new String[]{"img", "--read-olny"}));
+        assertThrows(UsageException.class, () -> MapOptions.parse("map", new String[]{"file:/x", "--rbd_cache", "true"}));
+    }
+
+    @Test
     void optionsTakeCephsEqualsForm() throws UsageException {
         MapOptions m = MapOptions.parse("map", new String[]{"img", "--device=/dev/nbd3", "--id=nbd", "--io-timeout=0",
                 "--quiesce", "--quiesce-hook=/bin/hook", "--nbds_max=16", "--max_part=4"});
