@@ -36,10 +36,9 @@ final class DeviceCommands {
     static int map(MapOptions o, boolean attach, Config config, PrintStream out, PrintStream err)
             throws CommandFailedException {
         DaemonSettings daemon = DaemonSettings.from(config);
-        Map<String, Object> entry = o.deviceEntry(attach);
+        Config entry = DeviceRequest.entry(o.deviceEntry(attach), "the " + (attach ? "attach" : "map") + " command line");
         try { // the daemon checks it too; here a bad entry fails before a daemon is started for it
-            DeviceRequest.from(DeviceRequest.entry(entry, "the " + (attach ? "attach" : "map") + " command line"),
-                    daemon.deviceDefaults());
+            DeviceRequest.from(entry, daemon.deviceDefaults());
         } catch (ConfigException e) {
             throw new CommandFailedException(e.getMessage(), e);
         }
@@ -48,7 +47,7 @@ final class DeviceCommands {
         }
         Map<String, Object> request = new LinkedHashMap<>();
         request.put("op", ControlProtocol.MAP);
-        request.put("device", entry);
+        request.put("device", entry.root().unwrapped()); // nested: "ceph.options.x" is a path, not a key
         Config answer = callStarting(daemon, request, o.logFile() != null ? o.logFile() : config.getString("rbdnbd.daemon.log-file"));
         String device = answer.getString("device");
         out.println(o.showCookie() ? device + " " + answer.getString("cookie") : device);

@@ -104,9 +104,12 @@ class MainTest {
         assertEquals("false", c.getString("rbdnbd.ceph.options.rbd_cache"), "the reference options stay");
         assertTrue(m.noTrim());
         // what the daemon gets: the same image, open options and Ceph settings
+        // as DeviceCommands.map sends it over the control socket and the daemon reads it
+        String wire = com.typesafe.config.ConfigValueFactory.fromMap(java.util.Map.of("device",
+                io.rbdnbd.actors.daemon.DeviceRequest.entry(m.deviceEntry(false), "test").root().unwrapped()))
+                .render(com.typesafe.config.ConfigRenderOptions.concise());
         io.rbdnbd.actors.daemon.DeviceRequest d = io.rbdnbd.actors.daemon.DeviceRequest.from(
-                io.rbdnbd.actors.daemon.DeviceRequest.parse(io.rbdnbd.actors.daemon.DeviceRequest.render(
-                        io.rbdnbd.actors.daemon.DeviceRequest.entry(m.deviceEntry(false), "test")), "wire"),
+                io.rbdnbd.actors.daemon.DeviceRequest.parse(wire, "wire").getConfig("device"),
                 c.getConfig(io.rbdnbd.actors.daemon.DeviceRequest.DEFAULTS));
         assertEquals(m.image(), d.image());
         assertEquals("pool/ns/img", d.spec());

@@ -3,7 +3,6 @@ package io.rbdnbd.actors.daemon;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
 import com.typesafe.config.ConfigFactory;
-import com.typesafe.config.ConfigRenderOptions;
 import com.typesafe.config.ConfigValueFactory;
 import io.rbdnbd.engine.backend.ImageSpec;
 
@@ -90,12 +89,7 @@ public record DeviceRequest(String spec, ImageSpec image, String device, boolean
         return ceph.isEmpty() ? daemon : ceph.atPath("rbdnbd.ceph").withFallback(daemon);
     }
 
-    /** Back to the HOCON form (one line of JSON), as map sends it to the daemon. */
-    public static String render(Config entry) {
-        return entry.root().render(ConfigRenderOptions.concise());
-    }
-
-    /** The inverse of {@link #render}; {@code origin} names where it came from in errors. */
+    /** Parses one line of the control protocol; {@code origin} names where it came from in errors. */
     public static Config parse(String line, String origin) {
         return ConfigFactory.parseString(line, com.typesafe.config.ConfigParseOptions.defaults().setOriginDescription(origin));
     }
