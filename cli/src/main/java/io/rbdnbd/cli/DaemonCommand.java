@@ -114,14 +114,11 @@ final class DaemonCommand {
             return d;
         }
         int index = NbdDevice.index(d.device());
-        java.util.OptionalInt pid = NbdDevice.servingPid(index);
         java.util.Optional<String> cookie = NbdDevice.backendId(index);
-        if (pid.isEmpty() || ProcessHandle.of(pid.getAsInt()).map(ProcessHandle::isAlive).orElse(false)
-                || cookie.isEmpty() || (d.cookie() != null && !d.cookie().equals(cookie.get()))) {
+        if (!NbdDevice.orphaned(index) || cookie.isEmpty() || (d.cookie() != null && !d.cookie().equals(cookie.get()))) {
             return d;
         }
-        log.info("{} is held by the kernel for its dead server (pid {}): attaching {} to it again", d.device(),
-                pid.getAsInt(), d.spec());
+        log.info("{} is held by the kernel for its dead server: attaching {} to it again", d.device(), d.spec());
         return new DeviceRequest(d.spec(), d.image(), d.device(), d.readOnly(), d.trim(), d.ioTimeoutSeconds(),
                 d.reattachTimeoutSeconds(), -1, cookie.get(), true, d.quiesce(), d.quiesceHook(), d.ceph());
     }

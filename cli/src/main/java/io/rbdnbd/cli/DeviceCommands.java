@@ -17,7 +17,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.OptionalInt;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -90,8 +89,7 @@ final class DeviceCommands {
         if (!target.matches("/dev/nbd\\d+") || !Files.exists(Path.of("/sys/block/" + target.substring(5)))) {
             return false;
         }
-        OptionalInt pid = NbdDevice.servingPid(NbdDevice.index(target));
-        return pid.isPresent() && !ProcessHandle.of(pid.getAsInt()).map(ProcessHandle::isAlive).orElse(false);
+        return NbdDevice.orphaned(NbdDevice.index(target));
     }
 
     static int detach(String target, Config config) throws CommandFailedException {

@@ -133,6 +133,15 @@ public final class NbdDevice implements AutoCloseable {
         return OptionalInt.of(task);
     }
 
+    /**
+     * True when /dev/nbdN is connected but the process that served it is gone: a netlink device the
+     * kernel holds for a re-attach.
+     */
+    public static boolean orphaned(int index) {
+        OptionalInt pid = servingPid(index);
+        return pid.isPresent() && !ProcessHandle.of(pid.getAsInt()).map(ProcessHandle::isAlive).orElse(false);
+    }
+
     /** The backend identifier (cookie) a netlink-attached device was connected with, if any. */
     public static java.util.Optional<String> backendId(int index) {
         try {

@@ -48,6 +48,13 @@ public final class ControlProtocol {
         return m;
     }
 
+    /** Writes one message: a line of JSON. */
+    static void writeLine(OutputStream out, Map<String, ?> message) throws IOException {
+        out.write((ConfigValueFactory.fromMap(message).render(ConfigRenderOptions.concise()) + "\n")
+                .getBytes(StandardCharsets.UTF_8));
+        out.flush();
+    }
+
     /** The daemon is not there (no socket, or nobody listening on it). */
     public static final class NoDaemonException extends IOException {
         private static final long serialVersionUID = 1L;
@@ -80,10 +87,7 @@ public final class ControlProtocol {
             throw e;
         }
         try (c) {
-            OutputStream out = Channels.newOutputStream(c);
-            out.write((ConfigValueFactory.fromMap(request).render(ConfigRenderOptions.concise()) + "\n")
-                    .getBytes(StandardCharsets.UTF_8));
-            out.flush();
+            writeLine(Channels.newOutputStream(c), request);
             String line = new BufferedReader(new InputStreamReader(Channels.newInputStream(c), StandardCharsets.UTF_8))
                     .readLine();
             if (line == null) {

@@ -2,8 +2,6 @@ package io.rbdnbd.actors.daemon;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
-import com.typesafe.config.ConfigRenderOptions;
-import com.typesafe.config.ConfigValueFactory;
 import io.rbdnbd.engine.backend.ImageSpec;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Scheduler;
@@ -14,7 +12,6 @@ import org.slf4j.LoggerFactory;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.Channels;
@@ -205,10 +202,7 @@ public final class ControlServer implements AutoCloseable {
                 log.error("control request failed", e);
                 response = ControlProtocol.error("the daemon failed to answer: " + e);
             }
-            OutputStream out = Channels.newOutputStream(c);
-            out.write((ConfigValueFactory.fromMap(response).render(ConfigRenderOptions.concise()) + "\n")
-                    .getBytes(StandardCharsets.UTF_8));
-            out.flush();
+            ControlProtocol.writeLine(Channels.newOutputStream(c), response);
         } catch (IOException e) {
             log.debug("control connection: {}", e.toString());
         }
