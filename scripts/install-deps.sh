@@ -2,11 +2,13 @@
 # Installs what building and testing rbdnbd needs on Debian 12, from Debian's packages only.
 #   scripts/install-deps.sh build   JDK 17 and Maven
 #   scripts/install-deps.sh test    the above, plus the real NBD clients and peers the
-#                                   integration tests and benchmarks run against, and Ceph
-#                                   (a one-node cluster for the RBD tests, librbd, rbd-nbd)
+#                                   integration tests and benchmarks run against, Ceph
+#                                   (a one-node cluster for the RBD tests, librbd, rbd-nbd), and
+#                                   a User-Mode Linux kernel that boots on this CPU
 # Installs only what is missing; needs root (or sudo) when something is.
 set -euo pipefail
 what=${1:-build}
+here=$(cd "$(dirname "$0")/.." && pwd)
 
 build_pkgs=(openjdk-17-jdk-headless maven)
 # NBD clients and peers: nbdinfo/nbdcopy/nbdsh, qemu-img/qemu-io/qemu-nbd (+ rbd block driver),
@@ -16,7 +18,7 @@ build_pkgs=(openjdk-17-jdk-headless maven)
 # rbd tools, librbd/librados for our RBD backend, fio's rbd engine and qemu's rbd driver, and
 # Ceph's own rbd-nbd to compare with.
 test_pkgs=(libnbd-bin qemu-utils qemu-block-extra nbdkit fio procps util-linux e2fsprogs python3
-  user-mode-linux kmod iproute2 bc
+  user-mode-linux kmod iproute2 bc patchelf
   ceph-mon ceph-osd ceph-mgr ceph-common librbd1 librados2 rbd-nbd uuid-runtime)
 
 case "$what" in
@@ -29,11 +31,20 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=
 [ "$(id -u)" -eq 0 ] || sudo=sudo
-echo "installing: ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q >/dev/null
-$sudo apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q >/dev/null
+  $sudo apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
+fi
+
+# The kernel-device tests' UML kernel: Debian 12's where it boots; on CPUs where it cannot (AMX),
+# Debian unstable's, fetched into /var/cache/rbdnbd/uml (see the script). uml-run.sh boots the
+# one chosen here. A quick boot of each candidate (~3 s) tells.
+if [ "$what" = test ]; then
+  $sudo env "RBDNBD_UML_KERNEL=${RBDNBD_UML_KERNEL:-}" "RBDNBD_UML_CACHE=${RBDNBD_UML_CACHE:-}" \
+    bash "$here/it-tests/uml/uml-kernel.sh" ensure >/dev/null
+fi

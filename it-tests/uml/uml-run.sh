@@ -16,9 +16,11 @@
 # environment:
 #   UML_RUN_KEEP=1   keep the run directory (console.log, output.log, dmesg.log, ...) for debugging
 #   UML_RUN_TMPDIR   default for -T
-#   UML_RUN_KERNEL   the UML kernel (default /usr/bin/linux.uml, Debian package user-mode-linux)
+#   UML_RUN_KERNEL   the UML kernel (default: the one scripts/install-deps.sh test chose for this host,
+#                    `uml-kernel.sh show`: Debian 12's /usr/bin/linux.uml where it boots, else
+#                    Debian unstable's under /var/cache/rbdnbd/uml)
 #   UML_RUN_MEMDIR   host directory for the file backing guest RAM (default: /dev/shm if suitable)
-#   UML_RUN_MODULES  where the kernel's modules are (default /usr/lib/uml/modules; for testing this script)
+#   UML_RUN_MODULES  where the kernel's modules are (default: those of the chosen kernel)
 #
 # COMMAND runs as the guest's root, with stdin from /dev/null, stdout and stderr merged and
 # streamed to this script's stdout. Its environment is only: PATH (with a guest-side modprobe
@@ -26,16 +28,18 @@
 # UML_RUN_DIR, and what -e/-E add.
 #
 # exit status: COMMAND's own status when it ran; otherwise
-#   2 usage error            121 UML not installed (kernel, its modules or modprobe missing)
+#   2 usage error            120 this kernel cannot run on this CPU (too old for its XSAVE size, AMX)
+#   121 UML not installed (kernel, its modules or modprobe missing)
 #   122 guest setup failed   123 this host cannot run UML at all (ptrace forbidden, no usable tmpfs)
 #   124 timeout              125 the guest died without reporting a status
 # COMMAND may itself exit with one of those numbers, so the last line on stderr is always a
 # summary to parse instead:
-#   uml-run: status=ok|usage|not-installed|setup-failed|unsupported-host|timeout|guest-died exit=N
-#            kernel_ms=N boot_ms=N cmd_ms=N total_ms=N     (one line; timings -1 when unknown)
+#   uml-run: status=ok|usage|not-installed|kernel-incompatible|setup-failed|unsupported-host|timeout|guest-died
+#            exit=N kernel_ms=N boot_ms=N cmd_ms=N total_ms=N kernel=PATH version=VER
+#            (one line; timings -1 when unknown, version ? when unknown, blanks in PATH as %20)
 #   kernel_ms: start to guest init; boot_ms: start to COMMAND (mounts, modprobe nbd included);
-#   cmd_ms: COMMAND alone; total_ms: the whole script.
-# preceded, for unsupported-host, by a line "uml-run: unsupported-host: REASON".
+#   cmd_ms: COMMAND alone; total_ms: the whole script; kernel, version: the UML kernel booted.
+# preceded, for unsupported-host and kernel-incompatible, by a line "uml-run: STATUS: REASON".
 #
 # How the guest is built, and why:
 # - Root filesystem = the host's own "/" through hostfs (UML's filesystem that forwards every
@@ -68,8 +72,10 @@ exec </dev/null   # surefire may hand us a closed or never-ending stdin; nothing
 SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MEM=1G; TMO=600; WORKDIR=$PWD; LOAD_NBD=1
 BASE=${UML_RUN_TMPDIR:-/tmp}
-KERNEL=${UML_RUN_KERNEL:-/usr/bin/linux.uml}
-MODULES=${UML_RUN_MODULES:-/usr/lib/uml/modules}
+read -r CHOSEN_KERNEL CHOSEN_MODULES < <(bash "$SELF_DIR/uml-kernel.sh" show)
+KERNEL=${UML_RUN_KERNEL:-$CHOSEN_KERNEL}
+MODULES=${UML_RUN_MODULES:-$CHOSEN_MODULES}
+KVER=''
 PASS=(PATH JAVA_HOME LANG LC_ALL TZ HOME TMPDIR); SETS=()
 START_US=${EPOCHREALTIME/./}
 
@@ -77,7 +83,7 @@ KERNEL_MS=-1 BOOT_MS=-1 CMD_MS=-1
 summary() { # status exit
   local now_us=${EPOCHREALTIME/./}
   echo "uml-run: status=$1 exit=$2 kernel_ms=$KERNEL_MS boot_ms=$BOOT_MS cmd_ms=$CMD_MS" \
-    "total_ms=$(( (now_us - START_US) / 1000 ))" >&2
+    "total_ms=$(( (now_us - START_US) / 1000 )) kernel=${KERNEL// /%20} version=${KVER:-?}" >&2
 }
 die() { # status exit message...
   local st=$1 code=$2; shift 2
@@ -109,7 +115,7 @@ for v in "${PASS[@]}"; do [[ $v =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die usage 2 "-
 for s in "${SETS[@]+"${SETS[@]}"}"; do [[ $s =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die usage 2 "-E wants NAME=VALUE, got '$s'"; done
 
 # --- is UML installed? (all from Debian: user-mode-linux for the kernel and its modules, kmod for modprobe)
-HINT="run scripts/install-deps.sh test (Debian packages user-mode-linux and kmod)"
+HINT="run scripts/install-deps.sh test (Debian packages user-mode-linux and kmod; where Debian 12's kernel cannot run on the CPU, it fetches Debian unstable's: it-tests/uml/uml-kernel.sh)"
 [ -x "$KERNEL" ] || die not-installed 121 "no UML kernel at $KERNEL: $HINT"
 KVER=$("$KERNEL" --version 2>/dev/null) || true
 if [ -z "$KVER" ] || [ ! -d "$MODULES/$KVER" ]; then
@@ -236,6 +242,17 @@ if [ -f "$RUN/setup-failed" ]; then
   echo "uml-run: guest setup failed: $(cat "$RUN/setup-failed")" >&2
   sed 's/^/  | /' "$RUN/setup.log" >&2 2>/dev/null; guest_log_tail
   summary setup-failed 122; exit 122
+fi
+# A kernel that is too old for this CPU: it boots, then dies at its first process because the
+# host's ptrace wants a larger XSAVE area (AMX) than the kernel passes. Not a test failure and not an
+# unsupported host: a newer UML kernel runs here, and install-deps provides one.
+if grep -q 'ptrace set fp regs failed' "$RUN/console.log"; then
+  echo "uml-run: kernel-incompatible: the UML kernel $KERNEL ($KVER) cannot run on this CPU" \
+    "($(grep -m1 -o 'ptrace set fp regs failed.*' "$RUN/console.log"): the host's XSAVE area, e.g. with AMX," \
+    "is larger than this kernel passes to ptrace); use a newer UML kernel: scripts/install-deps.sh test" \
+    "fetches Debian unstable's into /var/cache/rbdnbd/uml where Debian 12's cannot run, and uml-run.sh" \
+    "then uses it (it-tests/uml/uml-kernel.sh; or set UML_RUN_KERNEL and UML_RUN_MODULES)" >&2
+  console_tail; summary kernel-incompatible 120; exit 120
 fi
 # Host-side checks the kernel binary makes before it boots: when these fail, the host (container
 # seccomp/ptrace policy, missing or noexec tmpfs) cannot run UML at all; that is not a test failure.

@@ -44,10 +44,13 @@ import org.junit.jupiter.api.Assumptions;
  * A JVM inside the guest must be started small: see {@link #GUEST_JVM_OPTIONS} and {@link #guestJava}.
  */
 public final class UmlGuest {
-    /** The kernel, from Debian's user-mode-linux package. Overridable with -Drbdnbd.uml.kernel for tests. */
-    public static final Path DEFAULT_KERNEL = Path.of("/usr/bin/linux.uml");
+    /**
+     * How the kernel gets here. The kernel itself is uml-run.sh's choice (the one install-deps found to
+     * boot on this host, see {@code it-tests/uml/uml-kernel.sh}) unless -Drbdnbd.uml.kernel names one.
+     */
     public static final String INSTALL_HINT =
-            "run scripts/install-deps.sh test (it installs the Debian packages user-mode-linux and kmod)";
+            "run scripts/install-deps.sh test (it installs the Debian packages user-mode-linux and kmod, and"
+                    + " where Debian 12's kernel cannot run on this CPU fetches Debian unstable's)";
     /** Guest RAM unless a test asks for more. It is a sparse file: only what the guest touches costs. */
     public static final String DEFAULT_MEMORY = "1G";
 
@@ -67,8 +70,7 @@ public final class UmlGuest {
     private static final Duration KILL_GRACE = Duration.ofSeconds(30);
     private static final int QUOTE_CHARS = 8000;
     /** uml-run.sh's last stderr line: "uml-run: status=S exit=N kernel_ms=N boot_ms=N cmd_ms=N total_ms=N". */
-    private static final Pattern SUMMARY = Pattern.compile("^uml-run: (status=\\S+( \\w+=-?\\d+)*)\\s*$");
-    private static final Pattern UNSUPPORTED = Pattern.compile("^uml-run: unsupported-host: (.*)$");
+    private static final Pattern SUMMARY = Pattern.compile("^uml-run: (status=\\S+( \\w+=\\S+)*)\\s*$");
 
     private static Availability cached;
 
@@ -82,6 +84,8 @@ public final class UmlGuest {
         TIMEOUT,
         /** The guest ended without reporting a status (crash, panic, OOM of the whole guest). */
         GUEST_DIED,
+        /** The kernel is too old for this CPU (its XSAVE area, AMX): a newer UML kernel runs here. */
+        KERNEL_INCOMPATIBLE,
         /** The guest booted but its setup failed (nbd would not load, work directory unusable). */
         SETUP_FAILED,
         /** This host cannot run UML at all (ptrace forbidden, no usable tmpfs). */
@@ -97,6 +101,7 @@ public final class UmlGuest {
                 case "ok" -> OK;
                 case "timeout" -> TIMEOUT;
                 case "guest-died" -> GUEST_DIED;
+                case "kernel-incompatible" -> KERNEL_INCOMPATIBLE;
                 case "setup-failed" -> SETUP_FAILED;
                 case "unsupported-host" -> UNSUPPORTED_HOST;
                 case "not-installed" -> NOT_INSTALLED;
@@ -112,10 +117,12 @@ public final class UmlGuest {
      * what uml-run.sh said (diagnostics, guest kernel log on failure, the summary line). Durations are
      * null when unknown: {@code bootToCommand} from starting the kernel to the command's start (boot,
      * mounts, modprobe nbd), of which {@code kernelBoot} until the guest's init started, {@code commandTime}
-     * the command alone, {@code total} the whole run as seen from this JVM.
+     * the command alone, {@code total} the whole run as seen from this JVM; {@code kernel} the UML kernel
+     * booted, as "PATH (VERSION)", null when unknown.
      */
     public record Result(List<String> command, Status status, int exitCode, String output, String harnessLog,
-                         Duration kernelBoot, Duration bootToCommand, Duration commandTime, Duration total) {
+                         Duration kernelBoot, Duration bootToCommand, Duration commandTime, Duration total,
+                         String kernel) {
         /** The command ran in the guest and exited 0. */
         public boolean succeeded() {
             return status == Status.OK && exitCode == 0;
@@ -131,7 +138,7 @@ public final class UmlGuest {
 
         public String timings() {
             return "boot-to-command " + ms(bootToCommand) + " (kernel " + ms(kernelBoot) + "), command "
-                    + ms(commandTime) + ", total " + ms(total);
+                    + ms(commandTime) + ", total " + ms(total) + (kernel == null ? "" : ", kernel " + kernel);
         }
 
         public String describe() {
@@ -151,6 +158,8 @@ public final class UmlGuest {
             AVAILABLE,
             /** linux.uml, its modules or modprobe are missing: the project installs them, so tests fail. */
             NOT_INSTALLED,
+            /** The kernel cannot run on this CPU; install-deps provides one that does, so tests fail. */
+            KERNEL_INCOMPATIBLE,
             /** Installed, but this host cannot run UML (container policy etc.): tests are skipped. */
             UNSUPPORTED_HOST,
             /** Installed and the host looked fine, but the guest did not work: a real failure. */
@@ -174,6 +183,8 @@ public final class UmlGuest {
                     "Skipped: this machine cannot run User-Mode Linux, so no kernel NBD tests here: " + a.reason());
             case NOT_INSTALLED -> Assertions.fail(
                     "User-Mode Linux is not installed: " + a.reason() + "\nFix: " + INSTALL_HINT);
+            case KERNEL_INCOMPATIBLE -> Assertions.fail(
+                    "This UML kernel cannot run on this CPU: " + a.reason() + "\nFix: " + INSTALL_HINT);
             case BROKEN -> Assertions.fail("User-Mode Linux is installed but the guest does not work:\n" + a.reason());
         }
     }
@@ -181,26 +192,28 @@ public final class UmlGuest {
     /** Boots a guest once per JVM (about 2-4 s) to find out what {@link #assumeAvailable()} reports. */
     public static synchronized Availability check() {
         if (cached == null) {
-            cached = probe(kernel(), Map.of());
+            cached = probe(kernelOverride());
             System.out.println("[uml] availability probe: " + cached.kind() + ": " + cached.reason());
         }
         return cached;
     }
 
-    /** Uncached probe with a given kernel and extra harness environment (tests of this class use fakes). */
-    static Availability probe(Path kernel, Map<String, String> harnessEnv) {
-        if (!Files.isRegularFile(kernel) || !Files.isExecutable(kernel)) {
-            return new Availability(Availability.Kind.NOT_INSTALLED, kernel + " is missing");
-        }
-        Map<String, String> env = new LinkedHashMap<>(harnessEnv);
-        env.put("UML_RUN_KERNEL", kernel.toString());
-        Result r = invoke(env, List.of("-m", "256M"), PROBE_TIMEOUT, Path.of("/"), Map.of(), List.of("true"), false);
+    /**
+     * Uncached probe; {@code harnessEnv} may name the kernel (UML_RUN_KERNEL, UML_RUN_MODULES), else
+     * uml-run.sh boots the one chosen for this host (tests of this class use fakes).
+     */
+    static Availability probe(Map<String, String> harnessEnv) {
+        Result r = invoke(harnessEnv, List.of("-m", "256M"), PROBE_TIMEOUT, Path.of("/"), Map.of(), List.of("true"),
+                false);
         return switch (r.status()) {
             case OK -> r.exitCode() == 0
                     ? new Availability(Availability.Kind.AVAILABLE, "booted in " + r.timings())
                     : new Availability(Availability.Kind.BROKEN, r.describe());
             case NOT_INSTALLED -> new Availability(Availability.Kind.NOT_INSTALLED, lastHarnessMessage(r));
-            case UNSUPPORTED_HOST -> new Availability(Availability.Kind.UNSUPPORTED_HOST, unsupportedReason(r));
+            case KERNEL_INCOMPATIBLE -> new Availability(Availability.Kind.KERNEL_INCOMPATIBLE,
+                    reasonLine(r, "kernel-incompatible"));
+            case UNSUPPORTED_HOST -> new Availability(Availability.Kind.UNSUPPORTED_HOST,
+                    reasonLine(r, "unsupported-host"));
             default -> new Availability(Availability.Kind.BROKEN, r.describe());
         };
     }
@@ -218,7 +231,7 @@ public final class UmlGuest {
      */
     public static Result run(String memory, Duration timeout, Path workDir, Map<String, String> env,
                              String... command) {
-        return invoke(Map.of(), List.of("-m", memory), timeout, workDir, env, List.of(command), true);
+        return invoke(kernelOverride(), List.of("-m", memory), timeout, workDir, env, List.of(command), true);
     }
 
     /** A command line running the host's JVM (this JVM's java) inside the guest with {@link #GUEST_JVM_OPTIONS}. */
@@ -261,9 +274,18 @@ public final class UmlGuest {
         return p;
     }
 
-    private static Path kernel() {
+    /** -Drbdnbd.uml.kernel (and -Drbdnbd.uml.modules) as uml-run.sh's environment; empty: its own choice. */
+    private static Map<String, String> kernelOverride() {
+        Map<String, String> env = new LinkedHashMap<>();
         String k = System.getProperty("rbdnbd.uml.kernel");
-        return k == null || k.isBlank() ? DEFAULT_KERNEL : Path.of(k);
+        if (k != null && !k.isBlank()) {
+            env.put("UML_RUN_KERNEL", k);
+        }
+        String m = System.getProperty("rbdnbd.uml.modules");
+        if (m != null && !m.isBlank()) {
+            env.put("UML_RUN_MODULES", m);
+        }
+        return env;
     }
 
     /** Where run directories go: -Drbdnbd.uml.tmpdir, else the harness default (/tmp). */
@@ -348,11 +370,14 @@ public final class UmlGuest {
         }
         if (summary == null || !summary.containsKey("exit")) {
             return new Result(List.copyOf(command), killed ? Status.TIMEOUT : Status.UNKNOWN, processExit, output,
-                    log + (killed ? "\n(uml-run.sh did not end in time and was killed)" : ""), null, null, null, total);
+                    log + (killed ? "\n(uml-run.sh did not end in time and was killed)" : ""), null, null, null, total,
+                    null);
         }
+        String kernel = summary.containsKey("kernel")
+                ? summary.get("kernel").replace("%20", " ") + " (" + summary.getOrDefault("version", "?") + ")" : null;
         return new Result(List.copyOf(command), Status.parse(summary.get("status")),
                 Integer.parseInt(summary.get("exit")), output, log, millis(summary.get("kernel_ms")),
-                millis(summary.get("boot_ms")), millis(summary.get("cmd_ms")), total);
+                millis(summary.get("boot_ms")), millis(summary.get("cmd_ms")), total, kernel);
     }
 
     private static Duration millis(String s) {
@@ -370,11 +395,12 @@ public final class UmlGuest {
         return msg.isEmpty() ? r.describe() : msg;
     }
 
-    private static String unsupportedReason(Result r) {
+    /** The text of uml-run.sh's "uml-run: STATUS: REASON" line, else everything known about the run. */
+    private static String reasonLine(Result r, String status) {
+        String prefix = "uml-run: " + status + ": ";
         for (String line : r.harnessLog().split("\n")) {
-            Matcher m = UNSUPPORTED.matcher(line);
-            if (m.matches()) {
-                return m.group(1);
+            if (line.startsWith(prefix)) {
+                return line.substring(prefix.length());
             }
         }
         return r.describe();
