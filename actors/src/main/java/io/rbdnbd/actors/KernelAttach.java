@@ -1,6 +1,7 @@
 package io.rbdnbd.actors;
 
 import io.rbdnbd.engine.backend.BlockBackend;
+import io.rbdnbd.engine.protocol.BadClientLog;
 import io.rbdnbd.engine.protocol.Nbd;
 import io.rbdnbd.engine.stream.ConnectionIo;
 import io.rbdnbd.engine.stream.EngineSettings;
@@ -168,10 +169,11 @@ public final class KernelAttach {
                 return Behaviors.stopped();
             }
             InFlightBudget budget = new InFlightBudget(settings.maxInFlightBytes());
+            BadClientLog badClients = new BadClientLog(settings.badClientLogInterval());
             Materializer mat = Materializer.matFromSystem(ctx.getSystem());
             for (FdConnection c : attachment.connections) {
                 ctx.pipeToSelf(ConnectionIo.run(mat, settings, c, TransmissionFlow.create(backend, settings, false, false,
-                                readOnly, budget, stats, attachment.path + "#" + c.fd())),
+                                readOnly, budget, stats, attachment.path + "#" + c.fd(), badClients)),
                         (done, failure) -> new StreamEnded(failure));
             }
             if (attachment.device != null) { // ioctl: NBD_DO_IT blocks until disconnect

@@ -9,6 +9,7 @@ import io.rbdnbd.engine.protocol.Nbd;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.engine.stream.InFlightBudget;
 import io.rbdnbd.engine.stream.IoStats;
+import io.rbdnbd.engine.stream.Outbound;
 import io.rbdnbd.engine.stream.TransmissionFlow;
 import io.rbdnbd.nativeio.Errno;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -63,8 +64,8 @@ class ReopenThroughTransmissionFlowTest {
     }
 
     private static EngineSettings engine() {
-        return new EngineSettings(IODEPTH, MAX_BYTES, 32 << 20, 256 << 10, 256 << 10, 30_000,
-                "rbdnbd.engine.socket-io-dispatcher-config", "rbdnbd.engine.file-io-dispatcher-config");
+        return EngineSettings.with("iodepth", IODEPTH, "max-in-flight-bytes", MAX_BYTES,
+                "max-in-flight-bytes-per-connection", MAX_BYTES);
     }
 
     private static byte[] block(int seed) {
@@ -94,7 +95,8 @@ class ReopenThroughTransmissionFlowTest {
             Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes =
                     TestSource.<ByteString>probe(system.classicSystem())
                             .via(TransmissionFlow.create(engineSide, engine(), false, false, false, budget,
-                                    new IoStats(), "test"))
+                                    new IoStats(), "test", new io.rbdnbd.engine.protocol.BadClientLog(java.time.Duration.ZERO)))
+                .map(Outbound::sent)
                             .toMat(TestSink.probe(system.classicSystem()), Keep.both())
                             .run(system);
             in = probes.first();

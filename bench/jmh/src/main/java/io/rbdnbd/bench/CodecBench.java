@@ -85,7 +85,7 @@ public class CodecBench {
     @OperationsPerInvocation(REQUESTS)
     public long decode() throws Exception {
         return Source.from(wire)
-                .via(new RequestDecoder(maxPayload, "bench"))
+                .via(new RequestDecoder(maxPayload, "bench", io.rbdnbd.engine.protocol.Admission.UNLIMITED))
                 .runWith(Sink.<Long, NbdRequest>fold(0L, (acc, r) -> acc + 1 + r.payload().size()), system)
                 .toCompletableFuture()
                 .get(Duration.ofMinutes(1).toMillis(), TimeUnit.MILLISECONDS);

@@ -5,6 +5,7 @@ import io.rbdnbd.engine.protocol.Nbd;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.engine.stream.InFlightBudget;
 import io.rbdnbd.engine.stream.IoStats;
+import io.rbdnbd.engine.stream.Outbound;
 import io.rbdnbd.engine.stream.TransmissionFlow;
 import org.apache.pekko.actor.ActorSystem;
 import org.apache.pekko.stream.javadsl.Sink;
@@ -77,7 +78,8 @@ public class TransmissionFlowBench {
     @OperationsPerInvocation(REQUESTS)
     public long flow() throws Exception {
         return Source.from(wire)
-                .via(TransmissionFlow.create(backend, settings, structured, false, false, budget, stats, "bench"))
+                .via(TransmissionFlow.create(backend, settings, structured, false, false, budget, stats, "bench", new io.rbdnbd.engine.protocol.BadClientLog(java.time.Duration.ZERO)))
+                .map(Outbound::sent)
                 .runWith(Sink.<Long, ByteString>fold(0L, (acc, bytes) -> acc + bytes.size()), system)
                 .toCompletableFuture()
                 .get(1, TimeUnit.MINUTES);

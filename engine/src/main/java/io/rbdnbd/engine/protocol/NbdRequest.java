@@ -18,8 +18,17 @@ public record NbdRequest(int type, int flags, long handle, long offset, long len
 
     /** Bytes this request holds or will hold in memory while in flight (payload or read buffer). */
     public long weight() {
+        return weight(type, length, rejectErrno);
+    }
+
+    /**
+     * Bytes a request with this header holds in memory: a WRITE's payload is read whether or not the
+     * request is valid; a READ's buffer exists only when it reaches the backend.
+     */
+    public static long weight(int type, long length, int rejectErrno) {
         return switch (type) {
-            case Nbd.CMD_READ, Nbd.CMD_WRITE -> rejectErrno == 0 ? length : 0;
+            case Nbd.CMD_WRITE -> length;
+            case Nbd.CMD_READ -> rejectErrno == 0 ? length : 0;
             default -> 0;
         };
     }

@@ -6,24 +6,34 @@ import org.apache.pekko.stream.Inlet;
 import org.apache.pekko.stream.Outlet;
 import org.apache.pekko.stream.stage.AbstractInHandler;
 import org.apache.pekko.stream.stage.AbstractOutHandler;
+import org.apache.pekko.stream.stage.AsyncCallback;
 import org.apache.pekko.stream.stage.GraphStage;
 import org.apache.pekko.stream.stage.GraphStageLogic;
+import org.apache.pekko.stream.stage.TimerGraphStageLogic;
 import org.apache.pekko.util.ByteString;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.nio.ByteBuffer;
+import java.time.Duration;
 import java.nio.ByteOrder;
 
 /**
  * Frames the transmission phase's byte stream into {@link NbdRequest}s. WRITE payloads are slices
  * of the received chunks, never copied here.
  *
+ * <p>Memory is admitted before it is used: once a header is read, the bytes the request will hold
+ * (a WRITE's payload, a READ's data) are taken from the {@link Admission}; while they do not fit,
+ * the stage neither reads further nor emits, so the socket is not read (TCP backpressure) and a
+ * client announcing large WRITEs it never finishes holds at most its admitted share, and only for
+ * the payload timeout: then its connection is closed.
+ *
  * <p>A request the connection can carry on after (unknown command, a flag the command does not
  * take, a READ longer than the limit) is emitted with its {@code rejectErrno} set. Bytes that
  * cannot be a request (bad magic) or a WRITE payload over the limit leave no way to find the next
  * request: the stage logs one line saying why and completes, so requests already in flight still
- * get their replies before the connection closes. So does NBD_CMD_DISC, which is not emitted.
+ * get their replies before the connection closes. That line is rate-limited per client
+ * ({@link BadClientLog}). So does NBD_CMD_DISC, which is not emitted.
  */
 public final class RequestDecoder extends GraphStage<FlowShape<ByteString, NbdRequest>> {
     private static final Logger log = LoggerFactory.getLogger(RequestDecoder.class);
@@ -31,19 +41,32 @@ public final class RequestDecoder extends GraphStage<FlowShape<ByteString, NbdRe
     private static final int KNOWN_FLAGS = Nbd.CMD_FLAG_FUA | Nbd.CMD_FLAG_NO_HOLE | Nbd.CMD_FLAG_DF
             | Nbd.CMD_FLAG_REQ_ONE | Nbd.CMD_FLAG_FAST_ZERO;
 
+    private static final String PAYLOAD_TIMER = "payload";
+
     private final Inlet<ByteString> in = Inlet.create("RequestDecoder.in");
     private final Outlet<NbdRequest> out = Outlet.create("RequestDecoder.out");
     private final FlowShape<ByteString, NbdRequest> shape = FlowShape.of(in, out);
     private final int maxPayload;
+    private final Duration payloadTimeout;
     private final String connection;
+    private final Admission admission;
+    private final BadClientLog badClients;
 
     /**
-     * @param maxPayload largest READ or WRITE length accepted (the advertised maximum block size)
-     * @param connection names the connection in the log line that explains a protocol failure
+     * @param maxPayload     largest READ or WRITE length accepted (the advertised maximum block size)
+     * @param payloadTimeout how long an admitted WRITE's payload may take to arrive before the
+     *                       connection is closed (its admitted bytes then go back); zero: no limit
+     * @param connection     names the connection in the log line that explains a protocol failure
+     * @param admission      takes each request's bytes before its payload is read or it is emitted
+     * @param badClients     where the line saying why a connection is closed goes
      */
-    public RequestDecoder(int maxPayload, String connection) {
+    public RequestDecoder(int maxPayload, Duration payloadTimeout, String connection, Admission admission,
+                          BadClientLog badClients) {
         this.maxPayload = maxPayload;
+        this.payloadTimeout = payloadTimeout;
         this.connection = connection;
+        this.admission = admission;
+        this.badClients = badClients;
     }
 
     /**
@@ -80,10 +103,29 @@ public final class RequestDecoder extends GraphStage<FlowShape<ByteString, NbdRe
 
     @Override
     public GraphStageLogic createLogic(Attributes inheritedAttributes) {
-        return new GraphStageLogic(shape) {
+        return new TimerGraphStageLogic(shape) {
             private ByteString buffer = ByteString.emptyByteString();
-            /** Header of the WRITE whose payload is still arriving, or null. */
-            private ByteBuffer pendingHeader;
+            /** The request whose header has been read and which is not emitted yet, or null. */
+            private ByteBuffer header;
+            /** Its bytes are admitted. */
+            private boolean admitted;
+            /** Waiting for the admission to give bytes back: neither read nor emit until then. */
+            private boolean waitingForAdmission;
+            private AsyncCallback<Object> admissionWake;
+            /** A payload timer runs for the admitted WRITE whose payload is arriving. */
+            private boolean payloadTimerRunning;
+
+            @Override
+            public void preStart() {
+                admissionWake = createAsyncCallback(ignored -> {
+                    if (waitingForAdmission) {
+                        waitingForAdmission = false;
+                        if (isAvailable(out)) {
+                            emitOrPull();
+                        }
+                    }
+                });
+            }
 
             {
                 setHandler(in, new AbstractInHandler() {
@@ -95,7 +137,7 @@ public final class RequestDecoder extends GraphStage<FlowShape<ByteString, NbdRe
 
                     @Override
                     public void onUpstreamFinish() {
-                        if (isAvailable(out)) { // otherwise the next pull emits what is buffered, then completes
+                        if (isAvailable(out) && !waitingForAdmission) { // else the next pull or wake-up emits what is buffered, then completes
                             emitOrPull();
                         }
                     }
@@ -103,7 +145,9 @@ public final class RequestDecoder extends GraphStage<FlowShape<ByteString, NbdRe
                 setHandler(out, new AbstractOutHandler() {
                     @Override
                     public void onPull() {
-                        emitOrPull();
+                        if (!waitingForAdmission) {
+                            emitOrPull();
+                        }
                     }
                 });
             }
@@ -115,10 +159,12 @@ public final class RequestDecoder extends GraphStage<FlowShape<ByteString, NbdRe
                 }
                 if (r != null) {
                     push(out, r);
+                } else if (waitingForAdmission) {
+                    return; // the admission's wake-up carries on
                 } else if (isClosed(in)) {
-                    if (!buffer.isEmpty() || pendingHeader != null) {
+                    if (!buffer.isEmpty() || header != null) {
                         log.info("{}: peer closed the connection inside a request ({} bytes left unparsed)",
-                                connection, buffer.size() + (pendingHeader != null ? Nbd.REQUEST_HEADER_SIZE : 0));
+                                connection, buffer.size() + (header != null ? Nbd.REQUEST_HEADER_SIZE : 0));
                     }
                     completeStage();
                 } else if (!hasBeenPulled(in)) {
@@ -126,58 +172,86 @@ public final class RequestDecoder extends GraphStage<FlowShape<ByteString, NbdRe
                 }
             }
 
-            /** The next complete request in the buffer, or null when more bytes are needed. */
+            /** The next complete, admitted request in the buffer, or null when more bytes or budget are needed. */
             private NbdRequest parseOne() {
-                while (!isClosed(out)) {
-                    if (pendingHeader == null) {
-                        if (buffer.size() < Nbd.REQUEST_HEADER_SIZE) {
-                            return null;
-                        }
-                        ByteBuffer h = ByteBuffer.wrap(buffer.take(Nbd.REQUEST_HEADER_SIZE).toArray())
-                                .order(ByteOrder.BIG_ENDIAN);
-                        buffer = buffer.drop(Nbd.REQUEST_HEADER_SIZE);
-                        int magic = h.getInt(0);
-                        if (magic != Nbd.REQUEST_MAGIC) {
-                            fail(String.format("bad request magic 0x%08x (expected 0x%08x)", magic, Nbd.REQUEST_MAGIC));
-                            return null;
-                        }
-                        int flags = h.getShort(4) & 0xffff;
-                        int type = h.getShort(6) & 0xffff;
-                        long length = h.getInt(24) & 0xffffffffL;
-                        if (type == Nbd.CMD_WRITE) {
-                            if (length > maxPayload) {
-                                fail("WRITE of " + length + " bytes exceeds the maximum payload of " + maxPayload);
-                                return null;
-                            }
-                            pendingHeader = h;
-                            continue;
-                        }
-                        if (type == Nbd.CMD_DISC) {
-                            log.debug("{}: client sent NBD_CMD_DISC", connection);
-                            buffer = ByteString.emptyByteString();
-                            completeStage(); // in-flight requests still get their replies downstream
-                            return null;
-                        }
-                        return new NbdRequest(type, flags, h.getLong(8), h.getLong(16), length,
-                                ByteString.emptyByteString(), validate(type, flags, length, maxPayload));
-                    }
-                    ByteBuffer h = pendingHeader;
-                    int length = h.getInt(24);
-                    if (buffer.size() < length) {
+                if (header == null) {
+                    if (buffer.size() < Nbd.REQUEST_HEADER_SIZE) {
                         return null;
                     }
-                    ByteString payload = buffer.take(length);
-                    buffer = buffer.drop(length);
-                    pendingHeader = null;
-                    int flags = h.getShort(4) & 0xffff;
-                    return new NbdRequest(Nbd.CMD_WRITE, flags, h.getLong(8), h.getLong(16), length, payload,
-                            validate(Nbd.CMD_WRITE, flags, length, maxPayload));
+                    ByteBuffer h = ByteBuffer.wrap(buffer.take(Nbd.REQUEST_HEADER_SIZE).toArray())
+                            .order(ByteOrder.BIG_ENDIAN);
+                    buffer = buffer.drop(Nbd.REQUEST_HEADER_SIZE);
+                    int magic = h.getInt(0);
+                    if (magic != Nbd.REQUEST_MAGIC) {
+                        fail(String.format("bad request magic 0x%08x (expected 0x%08x)", magic, Nbd.REQUEST_MAGIC));
+                        return null;
+                    }
+                    int type = h.getShort(6) & 0xffff;
+                    long length = h.getInt(24) & 0xffffffffL;
+                    if (type == Nbd.CMD_WRITE && length > maxPayload) {
+                        fail("WRITE of " + length + " bytes exceeds the maximum payload of " + maxPayload);
+                        return null;
+                    }
+                    if (type == Nbd.CMD_DISC) {
+                        log.debug("{}: client sent NBD_CMD_DISC", connection);
+                        buffer = ByteString.emptyByteString();
+                        completeStage(); // in-flight requests still get their replies downstream
+                        return null;
+                    }
+                    header = h;
+                    admitted = false;
                 }
-                return null;
+                int flags = header.getShort(4) & 0xffff;
+                int type = header.getShort(6) & 0xffff;
+                long length = header.getInt(24) & 0xffffffffL;
+                int reject = validate(type, flags, length, maxPayload);
+                if (!admitted) {
+                    long weight = NbdRequest.weight(type, length, reject);
+                    if (!admission.tryAcquire(weight)) {
+                        admission.onRelease(() -> admissionWake.invoke(Boolean.TRUE));
+                        if (!admission.tryAcquire(weight)) { // a release may have come before registering
+                            waitingForAdmission = true;
+                            return null;
+                        }
+                    }
+                    admitted = true;
+                }
+                ByteString payload = ByteString.emptyByteString();
+                if (type == Nbd.CMD_WRITE) {
+                    if (buffer.size() < length) {
+                        if (!payloadTimerRunning && !payloadTimeout.isZero()) {
+                            scheduleOnce(PAYLOAD_TIMER, payloadTimeout);
+                            payloadTimerRunning = true;
+                        }
+                        return null;
+                    }
+                    if (payloadTimerRunning) {
+                        cancelTimer(PAYLOAD_TIMER);
+                        payloadTimerRunning = false;
+                    }
+                    payload = buffer.take((int) length);
+                    buffer = buffer.drop((int) length);
+                }
+                NbdRequest r = new NbdRequest(type, flags, header.getLong(8), header.getLong(16), length, payload, reject);
+                header = null;
+                return r;
+            }
+
+            @Override
+            public void onTimer(Object key) {
+                if (PAYLOAD_TIMER.equals(key) && payloadTimerRunning) {
+                    fail("the payload of " + describeHeader() + " did not arrive within " + payloadTimeout.toSeconds()
+                            + " s (" + buffer.size() + " bytes came)");
+                }
+            }
+
+            private String describeHeader() {
+                return header == null ? "a request" : Nbd.commandName(header.getShort(6) & 0xffff) + " of "
+                        + (header.getInt(24) & 0xffffffffL) + " bytes";
             }
 
             private void fail(String why) {
-                log.warn("{}: closing the connection: {}", connection, why);
+                badClients.closing(connection, why);
                 buffer = ByteString.emptyByteString();
                 completeStage();
             }

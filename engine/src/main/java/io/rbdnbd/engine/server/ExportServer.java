@@ -1,5 +1,6 @@
 package io.rbdnbd.engine.server;
 
+import io.rbdnbd.engine.protocol.BadClientLog;
 import io.rbdnbd.engine.protocol.ProtocolException;
 import io.rbdnbd.engine.stream.ConnectionIo;
 import io.rbdnbd.engine.stream.EngineSettings;
@@ -7,6 +8,9 @@ import io.rbdnbd.engine.stream.InFlightBudget;
 import io.rbdnbd.engine.stream.IoStats;
 import io.rbdnbd.engine.stream.TransmissionFlow;
 import org.apache.pekko.Done;
+import org.apache.pekko.NotUsed;
+import org.apache.pekko.stream.javadsl.Flow;
+import org.apache.pekko.util.ByteString;
 import org.apache.pekko.actor.ClassicActorSystemProvider;
 import org.apache.pekko.stream.Materializer;
 import org.slf4j.Logger;
@@ -36,7 +40,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * Serves one {@link Export} to NBD clients (qemu, nbdcopy, nbdinfo, fio) on Unix sockets and TCP.
  * Each connection runs the fixed-newstyle handshake on its own thread, then the engine's
  * {@link TransmissionFlow}; every connection shares the export's backend, in-flight budget and
- * {@link IoStats}.
+ * {@link IoStats}. What a client may hold is bounded ({@link ExportLimits}): connections per
+ * export and per process, the handshake's duration, optionally idle time; a client over a limit,
+ * or breaking the protocol, is closed with a rate-limited log line ({@link BadClientLog}).
  */
 public final class ExportServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(ExportServer.class);
@@ -45,6 +51,11 @@ public final class ExportServer implements AutoCloseable {
     private final EngineSettings settings;
     private final Materializer mat;
     private final InFlightBudget budget;
+    private final ExportLimits limits;
+    private final ConnectionSlots slots;
+    private final BadClientLog badClients;
+    private final org.apache.pekko.actor.Scheduler scheduler;
+    private final scala.concurrent.ExecutionContext timerContext;
     private final IoStats stats = new IoStats();
     private final List<ServerSocketChannel> listeners = new CopyOnWriteArrayList<>();
     private final List<Path> socketFiles = new CopyOnWriteArrayList<>();
@@ -57,6 +68,11 @@ public final class ExportServer implements AutoCloseable {
         this.settings = settings;
         this.mat = Materializer.matFromSystem(system);
         this.budget = new InFlightBudget(settings.maxInFlightBytes());
+        this.limits = ExportLimits.from(system.classicSystem().settings().config());
+        this.slots = ConnectionSlots.of(system);
+        this.badClients = new BadClientLog(settings.badClientLogInterval());
+        this.scheduler = system.classicSystem().scheduler();
+        this.timerContext = system.classicSystem().dispatcher();
     }
 
     /**
@@ -142,17 +158,48 @@ public final class ExportServer implements AutoCloseable {
             }
             String name = where + "#" + connectionIds.incrementAndGet();
             try {
-                if (ch.getRemoteAddress() instanceof InetSocketAddress) {
+                if (ch.getRemoteAddress() instanceof InetSocketAddress peer) {
+                    name += " from " + peer.getAddress().getHostAddress();
                     ch.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
                 }
             } catch (IOException e) {
                 log.debug("{}: cannot set TCP_NODELAY", name, e);
             }
-            Connection c = new Connection(ch, name);
-            connections.add(c);
+            admit(ch, name);
+        }
+    }
+
+    /** Starts the connection's handshake thread, unless a limit refuses it. */
+    private void admit(SocketChannel ch, String name) {
+        if (connections.size() >= limits.maxConnectionsPerExport()) {
+            badClients.closing(name, "refused: " + connections.size() + " connections to this export already"
+                    + " (rbdnbd.engine.export.max-connections-per-export)");
+            closeQuietly(ch);
+            return;
+        }
+        if (!slots.tryTake()) {
+            badClients.closing(name, "refused: " + slots.max() + " client connections in this process already"
+                    + " (rbdnbd.engine.export.max-connections)");
+            closeQuietly(ch);
+            return;
+        }
+        Connection c;
+        try {
+            c = new Connection(ch, name);
+        } catch (OutOfMemoryError e) { // direct memory for its buffers: this one goes, the others carry on
+            slots.give();
+            badClients.closing(name, "refused: no memory for its buffers (" + e.getMessage() + ")");
+            closeQuietly(ch);
+            return;
+        }
+        connections.add(c);
+        try {
             Thread t = new Thread(c::start, "nbd-handshake-" + name);
             t.setDaemon(true);
             t.start();
+        } catch (OutOfMemoryError e) { // no thread to be had
+            badClients.closing(name, "refused: cannot start a thread for it (" + e.getMessage() + ")");
+            c.abort();
         }
     }
 
@@ -218,31 +265,52 @@ public final class ExportServer implements AutoCloseable {
 
     private final class Connection {
         private final SocketChannel ch;
+        private final SocketConnection connection;
         private final String name;
         private final CompletableFuture<Done> finished = new CompletableFuture<>();
+        private final java.util.concurrent.atomic.AtomicBoolean ended = new java.util.concurrent.atomic.AtomicBoolean();
         private volatile boolean transmitting;
 
         Connection(SocketChannel ch, String name) {
             this.ch = ch;
             this.name = name;
+            this.connection = new SocketConnection(ch, settings.socketReadBytes());
         }
 
         void start() {
-            SocketConnection connection = new SocketConnection(ch);
+            try {
+                handshakeThenTransmit();
+            } catch (RuntimeException | Error e) { // never leave a socket open and counted
+                log.error("{}: connection failed", name, e);
+                end();
+            }
+        }
+
+        private void handshakeThenTransmit() {
             Optional<Handshake.Result> negotiated;
+            org.apache.pekko.actor.Cancellable timeout = scheduler.scheduleOnce(
+                    scala.concurrent.duration.Duration.fromNanos(limits.handshakeTimeout().toNanos()), () -> {
+                        if (!transmitting && !ended.get()) {
+                            badClients.closing(name, "no transmission within the handshake timeout of "
+                                    + limits.handshakeTimeout().toSeconds() + " s (rbdnbd.engine.export.handshake-timeout)");
+                            abort();
+                        }
+                    }, timerContext);
             try {
                 negotiated = new Handshake(export, settings.maxPayload(), name)
                         .run(connection.inputStream(), connection.outputStream());
             } catch (ProtocolException e) {
-                log.warn("{}: closing the connection during the handshake: {}", name, e.getMessage());
+                badClients.closing(name, "during the handshake: " + e.getMessage());
                 end();
                 return;
             } catch (IOException e) {
                 log.debug("{}: handshake ended: {}", name, e.toString());
                 end();
                 return;
+            } finally {
+                timeout.cancel();
             }
-            if (negotiated.isEmpty() || draining) {
+            if (negotiated.isEmpty() || draining || ended.get()) {
                 end();
                 return;
             }
@@ -250,9 +318,17 @@ public final class ExportServer implements AutoCloseable {
             log.debug("{}: transmission (structured replies: {}, base:allocation: {})", name,
                     r.structuredReplies(), r.baseAllocation());
             transmitting = true;
-            ConnectionIo.run(mat, settings, connection, TransmissionFlow.create(export.backend(), settings,
-                            r.structuredReplies(), r.baseAllocation(), export.effectivelyReadOnly(), budget, stats, name))
+            Flow<ByteString, ByteString, NotUsed> idle = limits.idleTimeout().isZero()
+                    ? Flow.of(ByteString.class)
+                    : Flow.of(ByteString.class).idleTimeout(limits.idleTimeout());
+            ConnectionIo.run(mat, settings, connection, idle.via(TransmissionFlow.create(export.backend(), settings,
+                            r.structuredReplies(), r.baseAllocation(), export.effectivelyReadOnly(), budget, stats, name,
+                            badClients)))
                     .whenComplete((d, t) -> {
+                        if (t instanceof java.util.concurrent.TimeoutException) {
+                            log.info("{}: closing the connection: no request for {} s (rbdnbd.engine.export.idle-timeout)",
+                                    name, limits.idleTimeout().toSeconds());
+                        }
                         if (t != null) {
                             log.debug("{}: connection ended: {}", name, t.toString());
                         }
@@ -281,7 +357,10 @@ public final class ExportServer implements AutoCloseable {
 
         private void end() {
             closeQuietly(ch);
-            connections.remove(this);
+            if (ended.compareAndSet(false, true)) {
+                connections.remove(this);
+                slots.give();
+            }
             finished.complete(Done.getInstance());
         }
     }

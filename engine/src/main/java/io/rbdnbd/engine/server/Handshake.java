@@ -68,13 +68,19 @@ public final class Handshake {
             int option = in.readInt();
             long length = in.readInt() & 0xffffffffL;
             if (length > OptionCodec.MAX_OPTION_LENGTH) {
-                send(out, OptionCodec.error(option, Nbd.REP_ERR_TOO_BIG, "option too long"));
+                if (option != Nbd.OPT_EXPORT_NAME) { // EXPORT_NAME has no error reply: the spec says close
+                    send(out, OptionCodec.error(option, Nbd.REP_ERR_TOO_BIG, "option too long"));
+                }
                 throw new ProtocolException("option " + option + " of " + length + " bytes");
             }
             byte[] data = new byte[(int) length];
             in.readFully(data);
             switch (option) {
                 case Nbd.OPT_EXPORT_NAME -> {
+                    String name = new String(data, java.nio.charset.StandardCharsets.UTF_8);
+                    if (!served(name)) { // no error reply exists for EXPORT_NAME: the spec says close
+                        throw new ProtocolException("unknown export '" + printable(name) + "'");
+                    }
                     out.write(OptionCodec.exportNameReply(size, flags, noZeroes));
                     out.flush();
                     return Optional.of(new Result(structured, baseAllocation));
@@ -92,10 +98,16 @@ public final class Handshake {
                     }
                 }
                 case Nbd.OPT_INFO, Nbd.OPT_GO -> {
+                    OptionCodec.InfoRequest req;
                     try {
-                        OptionCodec.parseInfoRequest(data);
+                        req = OptionCodec.parseInfoRequest(data);
                     } catch (IllegalArgumentException e) {
                         send(out, OptionCodec.error(option, Nbd.REP_ERR_INVALID, e.getMessage()));
+                        continue;
+                    }
+                    if (!served(req.exportName())) {
+                        send(out, OptionCodec.error(option, Nbd.REP_ERR_UNKNOWN,
+                                "no export named '" + printable(req.exportName()) + "' here"));
                         continue;
                     }
                     out.write(OptionCodec.infoExport(option, size, flags));
@@ -143,6 +155,24 @@ public final class Handshake {
                 default -> send(out, OptionCodec.error(option, Nbd.REP_ERR_UNSUP, "option " + option + " not supported"));
             }
         }
+    }
+
+    /** The export's own name, or the empty name that asks for the default export (the only one here). */
+    private boolean served(String name) {
+        return name.isEmpty() || name.equals(export.name());
+    }
+
+    /** A client's string as it may appear in a log line: bounded, control characters escaped. */
+    private static String printable(String s) {
+        StringBuilder b = new StringBuilder();
+        s.codePoints().limit(64).forEach(c -> {
+            if (c < 0x20 || c == 0x7f) {
+                b.append(String.format("\\x%02x", c));
+            } else {
+                b.appendCodePoint(c);
+            }
+        });
+        return s.codePointCount(0, s.length()) > 64 ? b + "..." : b.toString();
     }
 
     private static void send(OutputStream out, byte[] reply) throws IOException {

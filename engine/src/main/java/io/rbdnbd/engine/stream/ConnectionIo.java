@@ -38,6 +38,13 @@ import java.util.concurrent.CompletionStage;
  * replies go out with one gathering write.
  */
 public final class ConnectionIo {
+    /**
+     * Chunks read ahead of the framing stage (the buffer between the two islands; Pekko's default is
+     * 16). Bytes not yet framed are not admitted against any budget, so this and socket-read-bytes
+     * bound them: a connection holds at most (READ_AHEAD + 2) * socket-read-bytes of them.
+     */
+    static final int READ_AHEAD = 2;
+
     private ConnectionIo() {
     }
 
@@ -46,11 +53,12 @@ public final class ConnectionIo {
      * completed and every reply is written, or fails with the I/O error that ended it.
      */
     public static CompletionStage<Done> run(Materializer mat, EngineSettings settings, BlockingConnection connection,
-                                            Flow<ByteString, ByteString, NotUsed> flow) {
+                                            Flow<ByteString, Outbound, NotUsed> flow) {
         String io = settings.socketIoDispatcher();
         return Source.fromGraph(new Reader(connection, settings.socketReadBytes()))
                 .async(io)
                 .toMat(flow.toMat(Sink.fromGraph(new Writer(connection)), Keep.right()).async(io), Keep.right())
+                .addAttributes(Attributes.inputBuffer(READ_AHEAD, READ_AHEAD))
                 .run(mat);
     }
 
@@ -114,10 +122,10 @@ public final class ConnectionIo {
         }
     }
 
-    /** Writes each element with one gathering write; materializes completion. */
-    static final class Writer extends GraphStageWithMaterializedValue<SinkShape<ByteString>, CompletionStage<Done>> {
-        private final Inlet<ByteString> in = Inlet.create("ConnectionIo.Writer.in");
-        private final SinkShape<ByteString> shape = SinkShape.of(in);
+    /** Writes each element with one gathering write, then gives back its budget; materializes completion. */
+    static final class Writer extends GraphStageWithMaterializedValue<SinkShape<Outbound>, CompletionStage<Done>> {
+        private final Inlet<Outbound> in = Inlet.create("ConnectionIo.Writer.in");
+        private final SinkShape<Outbound> shape = SinkShape.of(in);
         private final BlockingConnection connection;
 
         Writer(BlockingConnection connection) {
@@ -125,7 +133,7 @@ public final class ConnectionIo {
         }
 
         @Override
-        public SinkShape<ByteString> shape() {
+        public SinkShape<Outbound> shape() {
             return shape;
         }
 
@@ -137,11 +145,12 @@ public final class ConnectionIo {
                     setHandler(in, new AbstractInHandler() {
                         @Override
                         public void onPush() {
-                            ByteString bytes = grab(in);
+                            Outbound replies = grab(in);
                             try {
                                 List<ByteBuffer> pieces = new ArrayList<>();
-                                bytes.getByteBuffers().forEach(pieces::add);
+                                replies.bytes().getByteBuffers().forEach(pieces::add);
                                 connection.write(pieces.toArray(new ByteBuffer[0]));
+                                replies.sent();
                             } catch (IOException e) {
                                 done.completeExceptionally(e);
                                 failStage(e);

@@ -1,12 +1,16 @@
 package io.rbdnbd.engine.stream;
 
+import io.rbdnbd.engine.protocol.Admission;
+
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * Bytes held by requests in flight on one device or export (WRITE payloads received, READ data
- * being fetched), bounded so that a client cannot make the daemon buffer without limit. A request
- * larger than the whole budget still goes through when nothing else is in flight.
+ * Bytes held by requests in flight on one device or export (WRITE payloads from before they are
+ * read off the socket, READ data until its reply is written), bounded so that no client can make
+ * the daemon buffer without limit. Each connection takes its share through an {@link Account},
+ * bounded too, so one connection cannot hold the whole budget. A request larger than a bound still
+ * goes through when nothing else is held under it (a single request is bounded by max-payload).
  */
 public final class InFlightBudget {
     private final long max;
@@ -20,10 +24,7 @@ public final class InFlightBudget {
         this.max = maxBytes;
     }
 
-    public boolean tryAcquire(long bytes) {
-        if (bytes == 0) {
-            return true;
-        }
+    private boolean tryAcquire(long bytes) {
         while (true) {
             long u = used.get();
             if (u != 0 && u + bytes > max) {
@@ -35,7 +36,7 @@ public final class InFlightBudget {
         }
     }
 
-    public void release(long bytes) {
+    private void release(long bytes) {
         if (bytes == 0) {
             return;
         }
@@ -47,10 +48,10 @@ public final class InFlightBudget {
     }
 
     /**
-     * Runs {@code wakeUp} after the next release. The caller retries {@link #tryAcquire} then (and
+     * Runs {@code wakeUp} after the next release on this budget. The caller retries then (and
      * right after registering, since a release may have come in between).
      */
-    public void onRelease(Runnable wakeUp) {
+    void onRelease(Runnable wakeUp) {
         waiters.add(wakeUp);
     }
 
@@ -62,37 +63,82 @@ public final class InFlightBudget {
         return max;
     }
 
-    /** Per-connection view: what one connection holds, given back whole when it ends. */
-    public Account account() {
-        return new Account();
+    /** One connection's share, at most {@code maxBytes} of this budget, given back whole when it ends. */
+    public Account account(long maxBytes) {
+        if (maxBytes <= 0) {
+            throw new IllegalArgumentException("per-connection in-flight byte budget must be positive: " + maxBytes);
+        }
+        return new Account(maxBytes);
     }
 
-    public final class Account {
-        private final AtomicLong held = new AtomicLong();
+    /**
+     * What one connection holds. Once {@link #close closed} (the connection's stream ended) it takes
+     * nothing more and gives back nothing twice: stages upstream of the end may still run for a
+     * moment after it, and must not take bytes that nobody would return.
+     */
+    public final class Account implements Admission {
+        private final long max;
+        private long held;
+        private boolean closed;
 
-        private Account() {
+        private Account(long max) {
+            this.max = max;
         }
 
-        boolean tryAcquire(long bytes) {
-            if (InFlightBudget.this.tryAcquire(bytes)) {
-                held.addAndGet(bytes);
+        /** Takes {@code bytes} when they fit in this account and in the budget; false otherwise (or once closed). */
+        @Override
+        public boolean tryAcquire(long bytes) {
+            if (bytes == 0) {
                 return true;
             }
-            return false;
+            synchronized (this) {
+                if (closed || (held != 0 && held + bytes > max) || !InFlightBudget.this.tryAcquire(bytes)) {
+                    return false;
+                }
+                held += bytes;
+                return true;
+            }
         }
 
-        void release(long bytes) {
-            held.addAndGet(-bytes);
+        /** Gives back what one request held; nothing once closed (close gave back everything). */
+        public void release(long bytes) {
+            if (bytes == 0) {
+                return;
+            }
+            synchronized (this) {
+                if (closed) {
+                    return;
+                }
+                held -= bytes;
+            }
             InFlightBudget.this.release(bytes);
         }
 
-        /** The connection ended: requests it dropped unanswered no longer hold bytes. */
-        void releaseAll() {
-            InFlightBudget.this.release(held.getAndSet(0));
+        /**
+         * Runs {@code wakeUp} once bytes are next given back to this budget. After a failed
+         * {@link #tryAcquire}: register, then try once more, since a release may have come in between.
+         */
+        @Override
+        public void onRelease(Runnable wakeUp) {
+            InFlightBudget.this.onRelease(wakeUp);
         }
 
-        InFlightBudget budget() {
-            return InFlightBudget.this;
+        /** The connection ended: everything it holds goes back, and it takes nothing more. */
+        public void close() {
+            long h;
+            synchronized (this) {
+                if (closed) {
+                    return;
+                }
+                closed = true;
+                h = held;
+                held = 0;
+            }
+            InFlightBudget.this.release(h);
+        }
+
+        public synchronized long held() {
+            return held;
         }
     }
 }

@@ -10,6 +10,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -20,6 +21,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class RequestDecoderTest {
     private static final int MAX = 32 << 20;
+    private static final BadClientLog LOG = new BadClientLog(Duration.ZERO);
     private static ActorSystem system;
 
     @BeforeAll
@@ -58,8 +60,92 @@ class RequestDecoderTest {
     }
 
     private static List<NbdRequest> decode(List<ByteString> chunks) throws Exception {
-        return Source.from(chunks).via(new RequestDecoder(MAX, "test")).runWith(Sink.seq(), system)
+        return Source.from(chunks).via(new RequestDecoder(MAX, Duration.ZERO, "test", Admission.UNLIMITED, LOG)).runWith(Sink.seq(), system)
                 .toCompletableFuture().get(10, TimeUnit.SECONDS);
+    }
+
+    /** An admission that refuses until opened, counting its wake-ups. */
+    private static final class Gate implements Admission {
+        volatile boolean open;
+        final List<Runnable> waiters = new java.util.concurrent.CopyOnWriteArrayList<>();
+        final java.util.concurrent.atomic.AtomicLong admitted = new java.util.concurrent.atomic.AtomicLong();
+
+        @Override
+        public boolean tryAcquire(long bytes) {
+            if (open) {
+                admitted.addAndGet(bytes);
+            }
+            return open;
+        }
+
+        @Override
+        public void onRelease(Runnable wakeUp) {
+            waiters.add(wakeUp);
+        }
+
+        void openAndWake() {
+            open = true;
+            waiters.forEach(Runnable::run);
+        }
+    }
+
+    /** A WRITE's payload is admitted before it is read: while it does not fit, no more bytes are taken in. */
+    @Test
+    void aWriteWhosePayloadDoesNotFitIsNotReadFurther() throws Exception {
+        byte[] data = new byte[1 << 20];
+        new java.util.Random(3).nextBytes(data);
+        ByteString wire = Frames.write(7, 4096, data).concat(Frames.read(8, 0, 512));
+        List<ByteString> chunks = new ArrayList<>();
+        for (int i = 0; i < wire.size(); i += 4096) {
+            chunks.add(wire.slice(i, Math.min(wire.size(), i + 4096)));
+        }
+        java.util.concurrent.atomic.AtomicInteger taken = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.Iterator<ByteString> it = chunks.iterator();
+        Gate gate = new Gate();
+        java.util.concurrent.CompletionStage<List<NbdRequest>> out = Source.fromIterator(() -> new java.util.Iterator<ByteString>() {
+                    @Override
+                    public boolean hasNext() {
+                        return it.hasNext();
+                    }
+
+                    @Override
+                    public ByteString next() {
+                        taken.incrementAndGet();
+                        return it.next();
+                    }
+                })
+                .via(new RequestDecoder(MAX, Duration.ZERO, "test", gate, LOG)).runWith(Sink.seq(), system);
+        Thread.sleep(300);
+        assertEquals(1, taken.get(), "only the chunk with the header was read");
+        assertEquals(1, gate.waiters.size(), "one wake-up asked for");
+        gate.openAndWake();
+        List<NbdRequest> rs = out.toCompletableFuture().get(10, TimeUnit.SECONDS);
+        assertEquals(chunks.size(), taken.get());
+        assertEquals(2, rs.size());
+        assertArrayEquals(data, rs.get(0).payload().toArray());
+        assertEquals((1 << 20) + 512, gate.admitted.get(), "the payload, then the READ's data");
+    }
+
+    /** A client that announces a WRITE and stops sending its payload is closed after the payload timeout. */
+    @Test
+    void aStalledPayloadClosesTheConnection() throws Exception {
+        ByteString wire = Frames.read(1, 0, 512).concat(Frames.write(2, 0, new byte[65536]));
+        long start = System.nanoTime();
+        List<NbdRequest> rs = Source.single(wire.take(wire.size() - 1)).concat(Source.maybe())
+                .via(new RequestDecoder(MAX, Duration.ofMillis(300), "test", Admission.UNLIMITED, LOG))
+                .runWith(Sink.seq(), system).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        long ms = (System.nanoTime() - start) / 1_000_000;
+        assertEquals(1, rs.size(), "the READ before it still goes through");
+        assertEquals(Nbd.CMD_READ, rs.get(0).type());
+        assertTrue(ms >= 300, "closed after " + ms + " ms");
+    }
+
+    @Test
+    void anInvalidWriteStillHasItsPayloadAdmittedButAnInvalidReadHoldsNothing() {
+        assertEquals(4096, NbdRequest.weight(Nbd.CMD_WRITE, 4096, Nbd.EINVAL));
+        assertEquals(0, NbdRequest.weight(Nbd.CMD_READ, MAX + 1L, Nbd.EINVAL));
+        assertEquals(512, NbdRequest.weight(Nbd.CMD_READ, 512, 0));
+        assertEquals(0, NbdRequest.weight(Nbd.CMD_TRIM, 1 << 30, 0));
     }
 
     private static ByteString sampleStream() {

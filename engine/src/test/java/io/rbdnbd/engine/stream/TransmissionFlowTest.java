@@ -46,8 +46,8 @@ class TransmissionFlowTest {
     }
 
     private static EngineSettings settings(int iodepth, long inFlightBytes) {
-        return new EngineSettings(iodepth, inFlightBytes, 32 << 20, 256 << 10, 256 << 10, 30_000,
-                "rbdnbd.engine.socket-io-dispatcher-config", "rbdnbd.engine.file-io-dispatcher-config");
+        return EngineSettings.with("iodepth", iodepth, "max-in-flight-bytes", inFlightBytes,
+                "max-in-flight-bytes-per-connection", inFlightBytes);
     }
 
     /** Runs requests through a fresh flow; returns replies by handle. */
@@ -63,7 +63,8 @@ class TransmissionFlowTest {
                                                ByteString... requests) throws Exception {
         ByteString out = Source.from(List.of(requests))
                 .via(TransmissionFlow.create(backend, settings(256, 64 << 20), structured, structured, readOnly,
-                        new InFlightBudget(64 << 20), stats, "test"))
+                        new InFlightBudget(64 << 20), stats, "test", new io.rbdnbd.engine.protocol.BadClientLog(java.time.Duration.ZERO)))
+                .map(Outbound::sent)
                 .runWith(Sink.fold(ByteString.emptyByteString(), ByteString::concat), system)
                 .toCompletableFuture().get(10, TimeUnit.SECONDS);
         return Frames.parse(out, h -> readLengths.getOrDefault(h, -1)).stream()
@@ -194,7 +195,8 @@ class TransmissionFlowTest {
         IoStats stats = new IoStats();
         Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes = TestSource.<ByteString>probe(system)
                 .via(TransmissionFlow.create(b, settings(8, 64 << 20), false, false, false,
-                        new InFlightBudget(64 << 20), stats, "test"))
+                        new InFlightBudget(64 << 20), stats, "test", new io.rbdnbd.engine.protocol.BadClientLog(java.time.Duration.ZERO)))
+                .map(Outbound::sent)
                 .toMat(TestSink.probe(system), Keep.both())
                 .run(system);
         probes.second().request(100);
@@ -226,7 +228,8 @@ class TransmissionFlowTest {
         b.setFault(b.holding());
         Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes = TestSource.<ByteString>probe(system)
                 .via(TransmissionFlow.create(b, settings(8, 64 << 20), false, false, false,
-                        new InFlightBudget(64 << 20), new IoStats(), "test"))
+                        new InFlightBudget(64 << 20), new IoStats(), "test", new io.rbdnbd.engine.protocol.BadClientLog(java.time.Duration.ZERO)))
+                .map(Outbound::sent)
                 .toMat(TestSink.probe(system), Keep.both())
                 .run(system);
         TestPublisher.Probe<ByteString> in = probes.first();
@@ -262,7 +265,8 @@ class TransmissionFlowTest {
         InFlightBudget budget = new InFlightBudget(64 * 1024);
         Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes = TestSource.<ByteString>probe(system)
                 .via(TransmissionFlow.create(b, settings(256, 64 * 1024), false, false, false, budget,
-                        new IoStats(), "test"))
+                        new IoStats(), "test", new io.rbdnbd.engine.protocol.BadClientLog(java.time.Duration.ZERO)))
+                .map(Outbound::sent)
                 .toMat(TestSink.probe(system), Keep.both())
                 .run(system);
         probes.second().request(1000);
@@ -297,7 +301,8 @@ class TransmissionFlowTest {
         InFlightBudget budget = new InFlightBudget(1 << 20);
         Pair<TestPublisher.Probe<ByteString>, TestSubscriber.Probe<ByteString>> probes = TestSource.<ByteString>probe(system)
                 .via(TransmissionFlow.create(b, settings(256, 1 << 20), false, false, false, budget,
-                        new IoStats(), "test"))
+                        new IoStats(), "test", new io.rbdnbd.engine.protocol.BadClientLog(java.time.Duration.ZERO)))
+                .map(Outbound::sent)
                 .toMat(TestSink.probe(system), Keep.both())
                 .run(system);
         probes.second().request(10);
