@@ -231,4 +231,125 @@ class ExportServerTest {
             }
         }
     }
+    /** A server in an actor system of its own, with these rbdnbd.engine.export limits. */
+    private ExportServer limited(ActorSystem sys, Path sock) throws IOException {
+        ExportServer srv = new ExportServer(sys, EngineSettings.from(sys.settings().config()),
+                new Export("", new MemoryBackend(1 << 20), false));
+        srv.bindUnix(sock);
+        return srv;
+    }
+
+    private static ActorSystem systemWith(String exportLimits) {
+        return ActorSystem.create("limits", ConfigFactory.parseString("rbdnbd.engine.export {" + exportLimits + "}")
+                .withFallback(ConfigFactory.load()));
+    }
+
+    /** Reads until EOF, failing if it takes longer than {@code within}. */
+    private static void expectClosedWithin(SocketChannel ch, Duration within) throws Exception {
+        CompletableFuture<Integer> eof = CompletableFuture.supplyAsync(() -> {
+            ByteBuffer b = ByteBuffer.allocate(4096);
+            try {
+                while (ch.read(b.clear()) >= 0) {
+                    // what the server still sends before closing
+                }
+                return -1;
+            } catch (IOException e) {
+                return -2; // reset: closed as well
+            }
+        });
+        assertTrue(eof.get(within.toMillis(), TimeUnit.MILLISECONDS) < 0);
+    }
+
+    @Test
+    void aClientThatDoesNotFinishItsHandshakeIsClosedAfterTheTimeout() throws Exception {
+        ActorSystem sys = systemWith("handshake-timeout = 300 ms");
+        try (ExportServer srv = limited(sys, dir.resolve("s"));
+             SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            ch.connect(UnixDomainSocketAddress.of(dir.resolve("s")));
+            readExactly(ch, 18);
+            long start = System.nanoTime();
+            expectClosedWithin(ch, Duration.ofSeconds(5));
+            assertTrue(System.nanoTime() - start >= 250_000_000L);
+            awaitZero(srv);
+            try (SocketChannel ok = connect(dir.resolve("s"))) { // a client that goes on in time is served
+                send(ok, Frames.read(1, 0, 512));
+                assertEquals(0, reply(ok, 512).error());
+            }
+        } finally {
+            sys.terminate();
+        }
+    }
+
+    @Test
+    void connectionsOverTheLimitAreClosedAndTheOthersCarryOn() throws Exception {
+        ActorSystem sys = systemWith("max-connections-per-export = 2");
+        try (ExportServer srv = limited(sys, dir.resolve("s"));
+             SocketChannel a = connect(dir.resolve("s"));
+             SocketChannel b = connect(dir.resolve("s"));
+             SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            c.connect(UnixDomainSocketAddress.of(dir.resolve("s")));
+            expectClosedWithin(c, Duration.ofSeconds(5));
+            send(a, Frames.read(1, 0, 512));
+            send(b, Frames.read(2, 0, 512));
+            assertEquals(1, reply(a, 512).handle());
+            assertEquals(2, reply(b, 512).handle());
+            a.close();
+            awaitCondition(() -> srv.connectionCount() == 1);
+            try (SocketChannel d = connect(dir.resolve("s"))) { // a slot is free again
+                send(d, Frames.read(3, 0, 512));
+                assertEquals(3, reply(d, 512).handle());
+            }
+        } finally {
+            sys.terminate();
+        }
+    }
+
+    @Test
+    void theProcessWideLimitCountsEveryExport() throws Exception {
+        ActorSystem sys = systemWith("max-connections = 1");
+        try (ExportServer one = limited(sys, dir.resolve("one"));
+             ExportServer two = limited(sys, dir.resolve("two"));
+             SocketChannel a = connect(dir.resolve("one"));
+             SocketChannel b = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            b.connect(UnixDomainSocketAddress.of(dir.resolve("two")));
+            expectClosedWithin(b, Duration.ofSeconds(5));
+            assertEquals(1, ConnectionSlots.of(sys).taken());
+            a.close();
+            awaitCondition(() -> ConnectionSlots.of(sys).taken() == 0);
+        } finally {
+            sys.terminate();
+        }
+    }
+
+    @Test
+    void anIdleConnectionIsClosedWhenAnIdleTimeoutIsSet() throws Exception {
+        ActorSystem sys = systemWith("idle-timeout = 300 ms");
+        try (ExportServer srv = limited(sys, dir.resolve("s"));
+             SocketChannel ch = connect(dir.resolve("s"))) {
+            send(ch, Frames.read(1, 0, 512));
+            assertEquals(0, reply(ch, 512).error());
+            expectClosedWithin(ch, Duration.ofSeconds(5));
+        } finally {
+            sys.terminate();
+        }
+    }
+
+    private static void awaitZero(ExportServer srv) {
+        awaitCondition(() -> srv.connectionCount() == 0);
+    }
+
+    private static void awaitCondition(java.util.function.BooleanSupplier c) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (!c.getAsBoolean()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("condition not met within 5 s");
+            }
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new AssertionError(e);
+            }
+        }
+    }
 }

@@ -195,4 +195,42 @@ class HandshakeTest {
                 .putInt(OptionCodec.MAX_OPTION_LENGTH + 1).array());
         assertThrows(ProtocolException.class, () -> run(s, false));
     }
+    /** Only the export's own name or the empty name (the default export) is served. */
+    @Test
+    void unknownExportNamesAreRefused() throws IOException {
+        Script s = new Script(Nbd.CLIENT_FLAG_FIXED_NEWSTYLE | Nbd.CLIENT_FLAG_NO_ZEROES)
+                .option(Nbd.OPT_INFO, infoRequest("nope"))
+                .option(Nbd.OPT_GO, infoRequest("nope\u0001"))
+                .option(Nbd.OPT_INFO, infoRequest("disk"))
+                .option(Nbd.OPT_GO, infoRequest(""));
+        Run run = run(s, false);
+        assertTrue(run.result().isPresent());
+        List<OptionReply> rs = replies(run.out());
+        assertEquals(Nbd.REP_ERR_UNKNOWN, rs.get(0).type());
+        assertEquals(Nbd.OPT_INFO, rs.get(0).option());
+        assertEquals(Nbd.REP_ERR_UNKNOWN, rs.get(1).type());
+        assertEquals(Nbd.OPT_GO, rs.get(1).option());
+        assertEquals(Nbd.REP_INFO, rs.get(2).type());
+        // EXPORT_NAME has no error reply: an unknown name closes the connection, with nothing sent
+        Script byName = new Script(Nbd.CLIENT_FLAG_FIXED_NEWSTYLE | Nbd.CLIENT_FLAG_NO_ZEROES)
+                .option(Nbd.OPT_EXPORT_NAME, "nope".getBytes(StandardCharsets.UTF_8));
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ProtocolException e = assertThrows(ProtocolException.class, () -> new Handshake(
+                new Export("disk", new MemoryBackend(SIZE), false), 32 << 20, "test")
+                .run(new ByteArrayInputStream(byName.bytes.toByteArray()), out));
+        assertTrue(e.getMessage().contains("unknown export 'nope'"), e.getMessage());
+        assertEquals(18, out.size(), "only the greeting");
+    }
+
+    /** An oversize EXPORT_NAME cannot be answered (it has no error reply): the connection closes, nothing sent. */
+    @Test
+    void oversizeExportNameClosesWithoutAReply() {
+        Script s = new Script(Nbd.CLIENT_FLAG_FIXED_NEWSTYLE);
+        s.bytes.writeBytes(ByteBuffer.allocate(16).putLong(Nbd.IHAVEOPT).putInt(Nbd.OPT_EXPORT_NAME)
+                .putInt(OptionCodec.MAX_OPTION_LENGTH + 1).array());
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        assertThrows(ProtocolException.class, () -> new Handshake(new Export("disk", new MemoryBackend(SIZE), false),
+                32 << 20, "test").run(new ByteArrayInputStream(s.bytes.toByteArray()), out));
+        assertEquals(18, out.size(), "only the greeting");
+    }
 }
