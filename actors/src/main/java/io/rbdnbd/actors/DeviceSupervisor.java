@@ -1,7 +1,6 @@
 package io.rbdnbd.actors;
 
 import com.typesafe.config.Config;
-import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.Backends;
 import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.ImageSpec;
@@ -104,31 +103,56 @@ public final class DeviceSupervisor {
     public record Unmapped(String device, String why, boolean clean) implements Report {
     }
 
+    /** Commands that may arrive while the image is being opened; they are handled once it is. */
+    private static final int STASH = 64;
+
+    private record Opened(BlockBackend backend) implements Command {
+    }
+
+    private record OpenFailed(Throwable failure) implements Command {
+    }
+
     public static Behavior<Command> create(Params params, EngineSettings settings, Consumer<Report> listener) {
-        return Behaviors.setup(ctx -> {
+        return Behaviors.setup(ctx -> Behaviors.withStash(STASH, stash -> {
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
-            BlockBackend backend;
-            try {
-                backend = Backends.open(params.image(), params.attach().readOnly(), params.createSize(),
-                        params.config(), ctx.getSystem(), settings);
-            } catch (BackendException | IllegalArgumentException e) {
-                listener.accept(new MapFailed(e.getMessage()));
-                return Behaviors.stopped();
-            }
             ActorSystem<Void> system = ctx.getSystem();
-            ReopenableBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
-                    () -> Backends.open(params.image(), params.attach().readOnly(), -1, params.config(), system, settings),
-                    reopen,
-                    ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
-            ActorRef<KernelAttach.Report> adapter = ctx.messageAdapter(KernelAttach.Report.class, FromAttach::new);
-            IoStats stats = new IoStats();
-            ActorRef<KernelAttach.Command> attach = ctx.spawn(
-                    params.attacher().create(params.attach(), image, stats, settings, adapter), "kernel-attach");
-            return Behaviors.withTimers(timers -> {
-                timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
-                return new Running(ctx, image, stats, attach, params.attach().cookie(), params.quiesce(), listener,
-                        system.dispatchers().lookup(DispatcherSelector.fromConfig(reopen.dispatcher()))).behavior();
-            });
+            ctx.pipeToSelf(ImageSupervisor.openOffActor(system, reopen, () -> Backends.open(params.image(),
+                            params.attach().readOnly(), params.createSize(), params.config(), system, settings)),
+                    (backend, failure) -> backend != null ? new Opened(backend) : new OpenFailed(failure));
+            return Behaviors.receive(Command.class)
+                    .onMessage(Opened.class, o -> stash.unstashAll(opened(ctx, o.backend(), params, settings, reopen,
+                            listener)))
+                    .onMessage(OpenFailed.class, f -> {
+                        listener.accept(new MapFailed(ImageSupervisor.openFailure(f.failure())));
+                        return Behaviors.stopped();
+                    })
+                    .onAnyMessage(m -> {
+                        if (!stash.isFull()) {
+                            stash.stash(m);
+                        }
+                        return Behaviors.same();
+                    })
+                    .build();
+        }));
+    }
+
+    /** The image is open: supervise it, attach it to the kernel, follow its size. */
+    private static Behavior<Command> opened(ActorContext<Command> ctx, BlockBackend backend, Params params,
+                                            EngineSettings settings, ReopenSettings reopen,
+                                            Consumer<Report> listener) {
+        ActorSystem<Void> system = ctx.getSystem();
+        ReopenableBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
+                () -> Backends.open(params.image(), params.attach().readOnly(), -1, params.config(), system, settings),
+                reopen,
+                ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
+        ActorRef<KernelAttach.Report> adapter = ctx.messageAdapter(KernelAttach.Report.class, FromAttach::new);
+        IoStats stats = new IoStats();
+        ActorRef<KernelAttach.Command> attach = ctx.spawn(
+                params.attacher().create(params.attach(), image, stats, settings, adapter), "kernel-attach");
+        return Behaviors.withTimers(timers -> {
+            timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
+            return new Running(ctx, image, stats, attach, params.attach().cookie(), params.quiesce(), listener,
+                    system.dispatchers().lookup(DispatcherSelector.fromConfig(reopen.dispatcher()))).behavior();
         });
     }
 

@@ -1,6 +1,5 @@
 package io.rbdnbd.actors;
 
-import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.Backends;
 import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.ImageSpec;
@@ -94,41 +93,65 @@ public final class ExportGuardian {
         });
     }
 
+    /** Commands that may arrive while the image is being opened; they are handled once it is. */
+    private static final int STASH = 16;
+
+    private record Opened(BlockBackend backend) implements Command {
+    }
+
+    private record OpenFailed(Throwable failure) implements Command {
+    }
+
     public static Behavior<Command> create(Params params, EngineSettings settings, ActorRef<Report> reportTo) {
-        return Behaviors.setup(ctx -> {
+        return Behaviors.setup(ctx -> Behaviors.withStash(STASH, stash -> {
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
-            BlockBackend backend;
-            try {
-                backend = Backends.open(params.image(), params.readOnly(), params.createSize(),
-                        ctx.getSystem().settings().config(), ctx.getSystem(), settings);
-            } catch (BackendException | IllegalArgumentException e) {
-                reportTo.tell(new Failed(e.getMessage()));
-                return Behaviors.stopped();
-            }
             ActorSystem<Void> system = ctx.getSystem();
-            BlockBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
-                    () -> Backends.open(params.image(), params.readOnly(), -1, system.settings().config(), system, settings),
-                    reopen,
-                    ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
-            ExportServer server = new ExportServer(ctx.getSystem(), settings,
-                    new Export(params.name(), image, params.readOnly()));
-            List<String> uris = new ArrayList<>();
-            try {
-                for (Path p : params.sockets()) {
-                    uris.add(server.bindUnix(p));
-                }
-                for (Listen l : params.listens()) {
-                    uris.add(server.bindTcp(l.host(), l.port()));
-                }
-            } catch (IOException e) {
-                server.close();
-                image.close().toCompletableFuture().join();
-                reportTo.tell(new Failed("cannot listen: " + e.getMessage()));
-                return Behaviors.stopped();
+            ctx.pipeToSelf(ImageSupervisor.openOffActor(system, reopen, () -> Backends.open(params.image(),
+                            params.readOnly(), params.createSize(), system.settings().config(), system, settings)),
+                    (backend, failure) -> backend != null ? new Opened(backend) : new OpenFailed(failure));
+            return Behaviors.receive(Command.class)
+                    .onMessage(Opened.class, o -> stash.unstashAll(opened(ctx, o.backend(), params, settings, reopen,
+                            reportTo)))
+                    .onMessage(OpenFailed.class, f -> {
+                        reportTo.tell(new Failed(ImageSupervisor.openFailure(f.failure())));
+                        return Behaviors.stopped();
+                    })
+                    .onAnyMessage(m -> {
+                        if (!stash.isFull()) {
+                            stash.stash(m);
+                        }
+                        return Behaviors.same();
+                    })
+                    .build();
+        }));
+    }
+
+    /** The image is open: supervise it and listen. */
+    private static Behavior<Command> opened(ActorContext<Command> ctx, BlockBackend backend, Params params,
+                                            EngineSettings settings, ReopenSettings reopen, ActorRef<Report> reportTo) {
+        ActorSystem<Void> system = ctx.getSystem();
+        BlockBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
+                () -> Backends.open(params.image(), params.readOnly(), -1, system.settings().config(), system, settings),
+                reopen,
+                ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
+        ExportServer server = new ExportServer(ctx.getSystem(), settings,
+                new Export(params.name(), image, params.readOnly()));
+        List<String> uris = new ArrayList<>();
+        try {
+            for (Path p : params.sockets()) {
+                uris.add(server.bindUnix(p));
             }
-            reportTo.tell(new Started(List.copyOf(uris)));
-            return serving(ctx, server, image, Duration.ofMillis(settings.drainTimeoutMillis()), reportTo);
-        });
+            for (Listen l : params.listens()) {
+                uris.add(server.bindTcp(l.host(), l.port()));
+            }
+        } catch (IOException e) {
+            server.close();
+            image.close().toCompletableFuture().join();
+            reportTo.tell(new Failed("cannot listen: " + e.getMessage()));
+            return Behaviors.stopped();
+        }
+        reportTo.tell(new Started(List.copyOf(uris)));
+        return serving(ctx, server, image, Duration.ofMillis(settings.drainTimeoutMillis()), reportTo);
     }
 
     private static Behavior<Command> serving(ActorContext<Command> ctx, ExportServer server, BlockBackend backend,

@@ -4,6 +4,7 @@ import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.ReopenableBackend;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
@@ -15,6 +16,7 @@ import java.time.Instant;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ThreadLocalRandom;
@@ -83,6 +85,30 @@ public final class ImageSupervisor {
      * Wraps the image's first handle (opened by the caller) and spawns its supervisor as a child of
      * {@code ctx} named {@code name}. The owner serves the returned backend and closes it when done.
      */
+    /**
+     * Opens an image for the first time off the calling actor, on the same blocking dispatcher as
+     * reopens: against a dead cluster an open takes up to connect-timeout, and no actor's messages
+     * (another device's among them) may wait for it. Fails with the opener's exception.
+     */
+    public static CompletionStage<BlockBackend> openOffActor(ActorSystem<?> system, ReopenSettings settings,
+                                                             Opener opener) {
+        return onBlocking(system.dispatchers().lookup(DispatcherSelector.fromConfig(settings.dispatcher())), opener::open);
+    }
+
+    /** Runs {@code task} on the blocking dispatcher; a full dispatcher is a failure of the task. */
+    private static <T> CompletableFuture<T> onBlocking(Executor blocking, Supplier<T> task) {
+        try {
+            return CompletableFuture.supplyAsync(task, blocking);
+        } catch (RejectedExecutionException e) {
+            return CompletableFuture.failedFuture(e);
+        }
+    }
+
+    /** Why an open failed, as the operator should read it: the backend's own message, else the exception. */
+    public static String openFailure(Throwable failure) {
+        return reason(failure);
+    }
+
     public static ReopenableBackend supervise(ActorContext<?> ctx, String name, BlockBackend handle, Opener opener,
                                               ReopenSettings settings, ActorRef<Report> reportTo) {
         AtomicReference<ActorRef<Command>> supervisor = new AtomicReference<>();
@@ -199,13 +225,8 @@ public final class ImageSupervisor {
             return reopening(attempt + 1);
         }
 
-        /** Runs {@code task} on the blocking dispatcher; a full dispatcher is a failure of the task. */
         private <T> CompletableFuture<T> blocking(Supplier<T> task) {
-            try {
-                return CompletableFuture.supplyAsync(task, blocking);
-            } catch (RejectedExecutionException e) {
-                return CompletableFuture.failedFuture(e);
-            }
+            return onBlocking(blocking, task);
         }
     }
 

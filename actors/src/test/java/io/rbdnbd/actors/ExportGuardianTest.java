@@ -100,4 +100,43 @@ class ExportGuardianTest {
         assertTrue(failed.reason().contains("too large"), failed.reason());
         reports.expectTerminated(guardian);
     }
+    /**
+     * Opening an image can take as long as connect-timeout (a dead cluster): it must not hold an
+     * actor's thread, or enough slow opens would stall every other export and device. Here the
+     * opens block for real (read-only opens of FIFOs wait for a writer), more of them than the
+     * default dispatcher has threads, and another export still starts.
+     */
+    @Test
+    void slowOpensDoNotHoldUpAnotherExport() throws Exception {
+        int slow = 24;
+        List<Path> fifos = new java.util.ArrayList<>();
+        List<TestProbe<ExportGuardian.Report>> slowReports = new java.util.ArrayList<>();
+        for (int i = 0; i < slow; i++) {
+            Path fifo = dir.resolve("fifo" + i);
+            assertEquals(0, new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor());
+            fifos.add(fifo);
+            TestProbe<ExportGuardian.Report> r = testKit.createTestProbe();
+            slowReports.add(r);
+            testKit.spawn(ExportGuardian.create(new ExportGuardian.Params(new ImageSpec.FileImage(fifo), true, -1, "",
+                    List.of(dir.resolve("slow" + i)), List.of()), settings, r.getRef()));
+        }
+        TestProbe<ExportGuardian.Report> reports = testKit.createTestProbe();
+        ActorRef<ExportGuardian.Command> fast = testKit.spawn(ExportGuardian.create(
+                params(new ImageSpec.FileImage(dir.resolve("disk.img")), 1 << 20, dir.resolve("s")), settings,
+                reports.getRef()));
+        reports.expectMessageClass(ExportGuardian.Started.class, Duration.ofSeconds(10));
+        for (TestProbe<ExportGuardian.Report> r : slowReports) {
+            r.expectNoMessage(Duration.ofMillis(10));
+        }
+        for (Path fifo : fifos) { // a writer releases each blocked open; a FIFO is no image, so each fails
+            try (java.io.FileOutputStream w = new java.io.FileOutputStream(fifo.toFile())) {
+                w.flush();
+            }
+        }
+        for (TestProbe<ExportGuardian.Report> r : slowReports) {
+            r.expectMessageClass(ExportGuardian.Failed.class, Duration.ofSeconds(10));
+        }
+        fast.tell(new ExportGuardian.Stop());
+        reports.expectMessageClass(ExportGuardian.Stopped.class, Duration.ofSeconds(10));
+    }
 }
