@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then runs every stage:
 #   1. unit and TestKit tests of every module (the default `mvn verify`)
-#   2. integration tests with real NBD clients (it-tests, -Pit)
+#   2. integration tests with real NBD clients, a real kernel (UML) and Ceph (it-tests, -Pit)
+#   3. coverage-guided fuzzing of the codec and the handshake, 30 s a target (scripts/fuzz.sh)
 # and prints one Surefire-style summary over all of them at the end.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,6 +11,7 @@ cd "$here"
 
 mvn -B -Pit clean verify
 rc=$?
+"$here/scripts/fuzz.sh" || rc=1
 
 # One summary over every module's reports (Surefire prints one per module).
 python3 - <<'PY'

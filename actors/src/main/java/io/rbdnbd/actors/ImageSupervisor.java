@@ -104,9 +104,13 @@ public final class ImageSupervisor {
         }
     }
 
-    /** Why an open failed, as the operator should read it: the backend's own message, else the exception. */
+    /**
+     * Why an open failed, as the operator should read it: the message of what Backends.open throws
+     * for a bad image or spec (BackendException, IllegalArgumentException), else the exception.
+     */
     public static String openFailure(Throwable failure) {
-        return reason(failure);
+        Throwable c = unwrap(failure);
+        return c instanceof IllegalArgumentException ? c.getMessage() : reason(c);
     }
 
     public static ReopenableBackend supervise(ActorContext<?> ctx, String name, BlockBackend handle, Opener opener,
