@@ -1,5 +1,6 @@
 package io.rbdnbd.actors;
 
+import io.rbdnbd.engine.Await;
 import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.MemoryBackend;
 import io.rbdnbd.engine.backend.ReopenableBackend;
@@ -171,7 +172,7 @@ class ReopenThroughTransmissionFlowTest {
             c.write(100 + i, 20 + i, block(100 + i));
             c.flush(103 + i);
         }
-        awaitCondition(() -> first.held.size() == 6);
+        Await.until(() -> first.held.size() == 6);
         c.out.expectNoMessage(Duration.ofMillis(100));
 
         // the handle is lost: one call fails fatally, the dead handle never answers the other five
@@ -253,15 +254,5 @@ class ReopenThroughTransmissionFlowTest {
         c.end();
         assertEquals(11, first.calls.get(), "nothing more reached the lost handle");
         assertEquals(1, opener.calls());
-    }
-
-    private static void awaitCondition(java.util.function.BooleanSupplier cond) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        while (!cond.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("condition not met within 5 s");
-            }
-            Thread.sleep(10);
-        }
     }
 }

@@ -1,5 +1,6 @@
 package io.rbdnbd.engine.backend;
 
+import io.rbdnbd.engine.Await;
 import io.rbdnbd.nativeio.Errno;
 import org.apache.pekko.util.ByteString;
 import org.junit.jupiter.api.Test;
@@ -55,16 +56,6 @@ class ReopenableBackendTest {
         return stage.toCompletableFuture().get(10, TimeUnit.SECONDS);
     }
 
-    private static void awaitCondition(java.util.function.BooleanSupplier c) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        while (!c.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("condition not met within 5 s");
-            }
-            Thread.sleep(5);
-        }
-    }
-
     /** Loses the handle of {@code r} by one call failing fatally on it; returns that call's error. */
     private static BackendException loseHandle(ReopenableBackend r, ScriptedBackend handle) throws Exception {
         handle.setFault(ScriptedBackend.fatalAfter(0, Errno.ESHUTDOWN));
@@ -100,7 +91,7 @@ class ReopenableBackendTest {
         for (int i = 0; i < 10; i++) {
             calls.add(i % 2 == 0 ? r.read(i * 4096L, 4096) : r.write(i * 4096L, ByteString.fromArray(new byte[4096]), false));
         }
-        awaitCondition(() -> dead.held.size() == 10);
+        Await.until(() -> dead.held.size() == 10);
         assertTrue(dead.failOldestHeld(fatal()));
         for (CompletionStage<?> c : calls) {
             BackendException e = failure(c);
@@ -281,7 +272,7 @@ class ReopenableBackendTest {
                     return mine;
                 }, pool));
             }
-            awaitCondition(() -> dead.held.size() >= 100);
+            Await.until(() -> dead.held.size() >= 100);
             dead.failOldestHeld(fatal());
             Thread.sleep(20); // calls keep coming while the handle goes down: they queue up
             ScriptedBackend fresh = new ScriptedBackend(new MemoryBackend(SIZE));

@@ -1,5 +1,6 @@
 package io.rbdnbd.engine.server;
 
+import io.rbdnbd.engine.Await;
 import com.typesafe.config.ConfigFactory;
 import io.rbdnbd.engine.backend.MemoryBackend;
 import io.rbdnbd.engine.backend.ScriptedBackend;
@@ -270,7 +271,7 @@ class ExportServerTest {
             long start = System.nanoTime();
             expectClosedWithin(ch, Duration.ofSeconds(5));
             assertTrue(System.nanoTime() - start >= 250_000_000L);
-            awaitZero(srv);
+            Await.until(() -> srv.connectionCount() == 0);
             try (SocketChannel ok = connect(dir.resolve("s"))) { // a client that goes on in time is served
                 send(ok, Frames.read(1, 0, 512));
                 assertEquals(0, reply(ok, 512).error());
@@ -294,7 +295,7 @@ class ExportServerTest {
             assertEquals(1, reply(a, 512).handle());
             assertEquals(2, reply(b, 512).handle());
             a.close();
-            awaitCondition(() -> srv.connectionCount() == 1);
+            Await.until(() -> srv.connectionCount() == 1);
             try (SocketChannel d = connect(dir.resolve("s"))) { // a slot is free again
                 send(d, Frames.read(3, 0, 512));
                 assertEquals(3, reply(d, 512).handle());
@@ -315,7 +316,7 @@ class ExportServerTest {
             expectClosedWithin(b, Duration.ofSeconds(5));
             assertEquals(1, ConnectionSlots.of(sys).taken());
             a.close();
-            awaitCondition(() -> ConnectionSlots.of(sys).taken() == 0);
+            Await.until(() -> ConnectionSlots.of(sys).taken() == 0);
         } finally {
             sys.terminate();
         }
@@ -331,25 +332,6 @@ class ExportServerTest {
             expectClosedWithin(ch, Duration.ofSeconds(5));
         } finally {
             sys.terminate();
-        }
-    }
-
-    private static void awaitZero(ExportServer srv) {
-        awaitCondition(() -> srv.connectionCount() == 0);
-    }
-
-    private static void awaitCondition(java.util.function.BooleanSupplier c) {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        while (!c.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("condition not met within 5 s");
-            }
-            try {
-                Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new AssertionError(e);
-            }
         }
     }
 }

@@ -1,5 +1,6 @@
 package io.rbdnbd.engine.stream;
 
+import io.rbdnbd.engine.Await;
 import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.MemoryBackend;
 import io.rbdnbd.engine.backend.ScriptedBackend;
@@ -205,7 +206,7 @@ class TransmissionFlowTest {
             all = all.concat(Frames.request(Nbd.CMD_FLUSH, 0, i, 0, 0, null));
         }
         probes.first().sendNext(all);
-        awaitCondition(() -> b.held.size() == 5);
+        Await.until(() -> b.held.size() == 5);
         assertEquals(5, stats.snapshot().inFlight());
         b.failOldestHeld(BackendException.handleLost(Errno.ESHUTDOWN, "blocklisted"));
         b.failOldestHeld(new BackendException(Errno.EIO, "injected"));
@@ -240,13 +241,13 @@ class TransmissionFlowTest {
             all = all.concat(Frames.request(Nbd.CMD_FLUSH, 0, i, 0, 0, null));
         }
         in.sendNext(all);
-        awaitCondition(() -> b.calls.get() == 8);
+        Await.until(() -> b.calls.get() == 8);
         out.expectNoMessage(Duration.ofMillis(200));
         assertEquals(8, b.calls.get(), "iodepth bounds calls in flight");
         in.sendComplete();
         for (int round = 0; round < 10 && b.calls.get() < 20; round++) {
             b.releaseAll();
-            awaitCondition(() -> b.held.size() > 0 || b.calls.get() == 20);
+            Await.until(() -> b.held.size() > 0 || b.calls.get() == 20);
         }
         b.releaseAll();
         ByteString replies = ByteString.emptyByteString();
@@ -275,14 +276,14 @@ class TransmissionFlowTest {
             all = all.concat(Frames.write(i, i * 32768L, new byte[32768]));
         }
         probes.first().sendNext(all);
-        awaitCondition(() -> b.calls.get() == 2);
+        Await.until(() -> b.calls.get() == 2);
         probes.second().expectNoMessage(Duration.ofMillis(200));
         assertEquals(2, b.calls.get(), "two 32 KiB writes fill a 64 KiB budget");
         assertEquals(65536, budget.used());
         probes.first().sendComplete();
         for (int round = 0; round < 20 && b.calls.get() < 10; round++) {
             b.releaseAll();
-            awaitCondition(() -> b.held.size() > 0 || b.calls.get() == 10);
+            Await.until(() -> b.held.size() > 0 || b.calls.get() == 10);
         }
         b.releaseAll();
         int replies = 0;
@@ -291,7 +292,7 @@ class TransmissionFlowTest {
         }
         probes.second().expectComplete();
         assertTrue(b.maxInFlight.get() <= 2, "max in flight " + b.maxInFlight.get());
-        awaitCondition(() -> budget.used() == 0);
+        Await.until(() -> budget.used() == 0);
     }
 
     @Test
@@ -307,24 +308,9 @@ class TransmissionFlowTest {
                 .run(system);
         probes.second().request(10);
         probes.first().sendNext(Frames.write(1, 0, new byte[4096]).concat(Frames.read(2, 0, 8192)));
-        awaitCondition(() -> budget.used() == 4096 + 8192);
+        Await.until(() -> budget.used() == 4096 + 8192);
         probes.second().cancel();
-        awaitCondition(() -> budget.used() == 0);
+        Await.until(() -> budget.used() == 0);
         b.releaseAll();
-    }
-
-    private static void awaitCondition(java.util.function.BooleanSupplier c) {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        while (!c.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("condition not met within 5 s");
-            }
-            try {
-                Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new AssertionError(e);
-            }
-        }
     }
 }
