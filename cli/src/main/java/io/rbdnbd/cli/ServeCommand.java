@@ -3,6 +3,7 @@ package io.rbdnbd.cli;
 import com.typesafe.config.Config;
 import io.rbdnbd.actors.ExportGuardian;
 import io.rbdnbd.engine.backend.ImageSpec;
+import io.rbdnbd.engine.server.ExportLimits;
 import io.rbdnbd.engine.stream.EngineSettings;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
@@ -139,6 +140,11 @@ final class ServeCommand {
 
     int run(Config config, PrintStream out) throws CommandFailedException {
         EngineSettings settings = EngineSettings.from(config);
+        try {
+            ExportLimits.from(config).requireFits(settings, ExportLimits.maxDirectMemory());
+        } catch (IllegalStateException e) {
+            throw new CommandFailedException(e.getMessage(), null);
+        }
         CompletableFuture<ExportGuardian.Report> started = new CompletableFuture<>();
         CompletableFuture<ExportGuardian.Report> stopped = new CompletableFuture<>();
         ExportGuardian.Params params = new ExportGuardian.Params(image, readOnly, createSize, name, sockets,

@@ -55,6 +55,16 @@ class LauncherTest {
         return line;
     }
 
+    /** Settings whose connections' direct memory cannot fit the JVM are refused at start, naming both. */
+    @Test
+    void directMemoryTooSmallForTheConnectionLimitIsRefusedAtStart() {
+        Commands.Result r = Commands.run(QUICK, null, java.util.Map.of("RBDNBD_JAVA_OPTS", "-XX:MaxDirectMemorySize=32m"),
+                ServerProcess.launcherCommand("serve", "memory:1M", "--socket", dir.resolve("s").toString())
+                        .toArray(String[]::new));
+        String line = assertOneClearLine(r, 1, "rbdnbd.engine.export.max-connections (256)");
+        assertTrue(line.contains("MaxDirectMemorySize (32 MiB)"), line);
+    }
+
     @Test
     void noArgumentsPrintsUsageToStderrAndExits2() {
         Commands.Result r = launch();
