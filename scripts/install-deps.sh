@@ -16,9 +16,10 @@ build_pkgs=(openjdk-17-jdk-headless maven)
 # with the nbd driver, run as a process) with modprobe for the kernel-device tests. Ceph 16.2
 # (Debian 12): the daemons of the one-node test cluster (scripts/ceph-cluster.sh), the ceph and
 # rbd tools, librbd/librados for our RBD backend, fio's rbd engine and qemu's rbd driver, and
-# Ceph's own rbd-nbd to compare with.
+# Ceph's own rbd-nbd to compare with. patchelf: a UML kernel from Debian unstable where Debian 12's
+# cannot run (it-tests/uml/uml-kernel.sh); openssl: the TLS tests' certificates.
 test_pkgs=(libnbd-bin qemu-utils qemu-block-extra nbdkit fio procps util-linux e2fsprogs python3
-  user-mode-linux kmod iproute2 bc patchelf
+  user-mode-linux kmod iproute2 bc patchelf openssl
   ceph-mon ceph-osd ceph-mgr ceph-common librbd1 librados2 rbd-nbd uuid-runtime)
 
 case "$what" in

@@ -134,8 +134,14 @@ public final class ExportGuardian {
                 () -> Backends.open(params.image(), params.readOnly(), -1, system.settings().config(), system, settings),
                 reopen,
                 ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
-        ExportServer server = new ExportServer(ctx.getSystem(), settings,
-                new Export(params.name(), image, params.readOnly()));
+        ExportServer server;
+        try {
+            server = new ExportServer(ctx.getSystem(), settings, new Export(params.name(), image, params.readOnly()));
+        } catch (IOException e) {
+            image.close().toCompletableFuture().join();
+            reportTo.tell(new Failed(e.getMessage()));
+            return Behaviors.stopped();
+        }
         List<String> uris = new ArrayList<>();
         try {
             for (Path p : params.sockets()) {

@@ -141,6 +141,9 @@ public final class Main {
                       Prints one URI per listener (nbd+unix:///?socket=PATH, nbd://HOST:PORT/).
                       IMAGE is an RBD image [pool/[namespace/]]image[@snap] (pool rbd when left out),
                       file:PATH (--size SIZE creates it sparse when absent) or memory:SIZE.
+                      --tls off|on|require --tls-certs DIR [--tls-verify-peer]: TLS (STARTTLS) with the
+                      certificate and key in DIR (qemu's layout: server-cert.pem, server-key.pem,
+                      ca-cert.pem); require refuses plaintext; verify-peer wants client certificates.
 
                   map IMAGE [--device /dev/nbdN] [--read-only] [--notrim] [--io-timeout S] [--size SIZE]
                       [--reattach-timeout S] [--show-cookie] [--cookie C] [--quiesce [--quiesce-hook PATH]]

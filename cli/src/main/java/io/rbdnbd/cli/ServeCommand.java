@@ -4,6 +4,7 @@ import com.typesafe.config.Config;
 import io.rbdnbd.actors.ExportGuardian;
 import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.engine.server.ExportLimits;
+import io.rbdnbd.engine.server.TlsSettings;
 import io.rbdnbd.engine.stream.EngineSettings;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
@@ -34,10 +35,13 @@ final class ServeCommand {
     private final long createSize;
     private final String name;
     private final RbdOptions rbd;
+    /** rbdnbd.engine.export.tls settings given on the command line. */
+    private final java.util.Map<String, Object> tls;
 
     ServeCommand(ImageSpec image, List<Path> sockets, List<Listen> listens, boolean readOnly, long createSize,
-                 String name, RbdOptions rbd) {
+                 String name, RbdOptions rbd, java.util.Map<String, Object> tls) {
         this.rbd = rbd;
+        this.tls = tls;
         this.image = image;
         this.sockets = sockets;
         this.listens = listens;
@@ -54,6 +58,7 @@ final class ServeCommand {
         long size = -1;
         String name = "";
         RbdOptions rbd = new RbdOptions("serve");
+        java.util.Map<String, Object> tls = new java.util.HashMap<>();
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             int taken = rbd.accept(args, i);
@@ -67,6 +72,16 @@ final class ServeCommand {
                 case "--read-only" -> readOnly = true;
                 case "--size" -> size = parseSize(value(args, ++i, a));
                 case "--name" -> name = value(args, ++i, a);
+                case "--tls" -> {
+                    String mode = value(args, ++i, a);
+                    if (!List.of("off", "on", "require").contains(mode)) {
+                        throw new UsageException("serve: --tls wants off, on or require, got '" + mode + "'");
+                    }
+                    tls.put("rbdnbd.engine.export.tls.mode", mode);
+                }
+                case "--tls-certs" -> tls.put("rbdnbd.engine.export.tls.certs",
+                        Path.of(value(args, ++i, a)).toAbsolutePath().toString());
+                case "--tls-verify-peer" -> tls.put("rbdnbd.engine.export.tls.verify-peer", true);
                 default -> {
                     if (a.startsWith("-")) {
                         throw new UsageException("serve: unknown option '" + a + "'");
@@ -94,7 +109,7 @@ final class ServeCommand {
         if (size >= 0 && !(image instanceof ImageSpec.FileImage)) {
             throw new UsageException("serve: --size applies to file: images only");
         }
-        return new ServeCommand(image, sockets, listens, readOnly, size, name, rbd);
+        return new ServeCommand(image, sockets, listens, readOnly, size, name, rbd, tls);
     }
 
     private static String value(String[] args, int i, String option) throws UsageException {
@@ -135,14 +150,15 @@ final class ServeCommand {
 
     /** Configuration the command line sets (the Ceph connection), above every file. */
     Config configOverrides() {
-        return rbd.configOverrides();
+        return com.typesafe.config.ConfigFactory.parseMap(tls, "the command line").withFallback(rbd.configOverrides());
     }
 
     int run(Config config, PrintStream out) throws CommandFailedException {
         EngineSettings settings = EngineSettings.from(config);
         try {
             ExportLimits.from(config).requireFits(settings, ExportLimits.maxDirectMemory());
-        } catch (IllegalStateException e) {
+            TlsSettings.from(config);
+        } catch (IllegalStateException | com.typesafe.config.ConfigException e) {
             throw new CommandFailedException(e.getMessage(), null);
         }
         CompletableFuture<ExportGuardian.Report> started = new CompletableFuture<>();

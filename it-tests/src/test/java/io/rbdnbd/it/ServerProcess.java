@@ -148,7 +148,7 @@ final class ServerProcess implements AutoCloseable {
                     fail("rbd-nbd exited (" + (p.isAlive() ? "still alive?" : "exit " + p.exitValue())
                             + ") before printing its URIs (got " + uris + ")\n" + stderrOf(stderrFile));
                 }
-                if (!line.startsWith("nbd://") && !line.startsWith("nbd+unix://")) {
+                if (!line.matches("^nbds?(\\+unix)?://.*")) {
                     p.destroyForcibly();
                     fail("rbd-nbd printed a line that is not an NBD URI: '" + line + "'\n" + stderrOf(stderrFile));
                 }
@@ -184,12 +184,12 @@ final class ServerProcess implements AutoCloseable {
     }
 
     String unixUri() {
-        return uris.stream().filter(u -> u.startsWith("nbd+unix://")).findFirst()
+        return uris.stream().filter(u -> u.matches("^nbds?\\+unix://.*")).findFirst()
                 .orElseThrow(() -> new AssertionError("no nbd+unix URI among " + uris));
     }
 
     String tcpUri() {
-        return uris.stream().filter(u -> u.startsWith("nbd://")).findFirst()
+        return uris.stream().filter(u -> u.matches("^nbds?://.*")).findFirst()
                 .orElseThrow(() -> new AssertionError("no nbd:// URI among " + uris));
     }
 
@@ -218,7 +218,8 @@ final class ServerProcess implements AutoCloseable {
     /** Port of the first TCP listener, parsed from its printed URI. */
     int tcpPort() {
         String u = tcpUri();
-        String hostPort = u.substring("nbd://".length(), u.indexOf('/', "nbd://".length()));
+        int start = u.indexOf("://") + 3;
+        String hostPort = u.substring(start, u.indexOf('/', start));
         return Integer.parseInt(hostPort.substring(hostPort.lastIndexOf(':') + 1));
     }
 

@@ -2,6 +2,7 @@ package io.rbdnbd.engine.server;
 
 import io.rbdnbd.engine.protocol.BadClientLog;
 import io.rbdnbd.engine.protocol.ProtocolException;
+import io.rbdnbd.engine.stream.BlockingConnection;
 import io.rbdnbd.engine.stream.ConnectionIo;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.engine.stream.InFlightBudget;
@@ -54,6 +55,8 @@ public final class ExportServer implements AutoCloseable {
     private final ExportLimits limits;
     private final ConnectionSlots slots;
     private final BadClientLog badClients;
+    private final TlsPolicy.Mode tlsMode;
+    private final TlsCredentials tls;
     private final org.apache.pekko.actor.Scheduler scheduler;
     private final scala.concurrent.ExecutionContext timerContext;
     private final IoStats stats = new IoStats();
@@ -63,7 +66,10 @@ public final class ExportServer implements AutoCloseable {
     private final AtomicLong connectionIds = new AtomicLong();
     private volatile boolean draining;
 
-    public ExportServer(ClassicActorSystemProvider system, EngineSettings settings, Export export) {
+    /**
+     * @throws IOException when the TLS credentials the configuration names cannot be loaded
+     */
+    public ExportServer(ClassicActorSystemProvider system, EngineSettings settings, Export export) throws IOException {
         this.export = export;
         this.settings = settings;
         this.mat = Materializer.matFromSystem(system);
@@ -73,6 +79,9 @@ public final class ExportServer implements AutoCloseable {
         this.badClients = new BadClientLog(settings.badClientLogInterval());
         this.scheduler = system.classicSystem().scheduler();
         this.timerContext = system.classicSystem().dispatcher();
+        TlsSettings tlsSettings = TlsSettings.from(system.classicSystem().settings().config());
+        this.tlsMode = tlsSettings.mode();
+        this.tls = tlsSettings.credentials();
     }
 
     /**
@@ -100,7 +109,8 @@ public final class ExportServer implements AutoCloseable {
         }
         socketFiles.add(path);
         startAccepting(ch, "unix:" + path);
-        return unixUri(path);
+        String uri = unixUri(path);
+        return tlsMode == TlsPolicy.Mode.REQUIRE ? uri.replaceFirst("^nbd\\+unix:", "nbds+unix:") : uri;
     }
 
     /** {@code nbd+unix:///?socket=PATH} with PATH percent-encoded as RFC 3986 wants in a query. */
@@ -128,7 +138,8 @@ public final class ExportServer implements AutoCloseable {
         InetSocketAddress bound = (InetSocketAddress) ch.getLocalAddress();
         startAccepting(ch, "tcp:" + host + ":" + bound.getPort());
         String h = bound.getAddress().getHostAddress();
-        return "nbd://" + (h.contains(":") ? "[" + h + "]" : h) + ":" + bound.getPort() + "/";
+        return (tlsMode == TlsPolicy.Mode.REQUIRE ? "nbds://" : "nbd://") + (h.contains(":") ? "[" + h + "]" : h) + ":"
+                + bound.getPort() + "/";
     }
 
     private void startAccepting(ServerSocketChannel ch, String where) {
@@ -136,7 +147,8 @@ public final class ExportServer implements AutoCloseable {
         Thread t = new Thread(() -> acceptLoop(ch, where), "nbd-accept-" + where);
         t.setDaemon(true);
         t.start();
-        log.info("serving {} on {}", export.backend().describe(), where);
+        log.info("serving {} on {}{}", export.backend().describe(), where,
+                tlsMode == TlsPolicy.Mode.OFF ? "" : " (TLS " + tlsMode.name().toLowerCase(java.util.Locale.ROOT) + ")");
     }
 
     private void acceptLoop(ServerSocketChannel server, String where) {
@@ -267,6 +279,8 @@ public final class ExportServer implements AutoCloseable {
         private final SocketChannel ch;
         private final SocketConnection connection;
         private final String name;
+        /** The connection after STARTTLS, or null. */
+        private volatile TlsConnection tlsConnection;
         private final CompletableFuture<Done> finished = new CompletableFuture<>();
         private final java.util.concurrent.atomic.AtomicBoolean ended = new java.util.concurrent.atomic.AtomicBoolean();
         private volatile boolean transmitting;
@@ -297,10 +311,20 @@ public final class ExportServer implements AutoCloseable {
                         }
                     }, timerContext);
             try {
-                negotiated = new Handshake(export, settings.maxPayload(), name)
+                TlsPolicy policy = tlsMode == TlsPolicy.Mode.OFF ? TlsPolicy.OFF : new TlsPolicy(tlsMode, () -> {
+                    TlsConnection t = new TlsConnection(connection, tls.newEngine());
+                    t.handshake();
+                    tlsConnection = t;
+                    return new TlsPolicy.Streams(t.inputStream(), t.outputStream());
+                });
+                negotiated = new Handshake(export, settings.maxPayload(), name, policy)
                         .run(connection.inputStream(), connection.outputStream());
             } catch (ProtocolException e) {
                 badClients.closing(name, "during the handshake: " + e.getMessage());
+                end();
+                return;
+            } catch (javax.net.ssl.SSLException e) {
+                badClients.closing(name, "TLS handshake failed: " + e.getMessage());
                 end();
                 return;
             } catch (IOException e) {
@@ -321,7 +345,8 @@ public final class ExportServer implements AutoCloseable {
             Flow<ByteString, ByteString, NotUsed> idle = limits.idleTimeout().isZero()
                     ? Flow.of(ByteString.class)
                     : Flow.of(ByteString.class).idleTimeout(limits.idleTimeout());
-            ConnectionIo.run(mat, settings, connection, idle.via(TransmissionFlow.create(export.backend(), settings,
+            BlockingConnection transport = r.tls() ? tlsConnection : connection;
+            ConnectionIo.run(mat, settings, transport, idle.via(TransmissionFlow.create(export.backend(), settings,
                             r.structuredReplies(), r.baseAllocation(), export.effectivelyReadOnly(), budget, stats, name,
                             badClients)))
                     .whenComplete((d, t) -> {

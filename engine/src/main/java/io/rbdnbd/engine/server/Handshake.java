@@ -20,18 +20,27 @@ import java.util.Optional;
 public final class Handshake {
     private static final Logger log = LoggerFactory.getLogger(Handshake.class);
 
-    /** What the client negotiated. */
-    public record Result(boolean structuredReplies, boolean baseAllocation) {
+    /** What the client negotiated; {@code tls}: the connection went through STARTTLS. */
+    public record Result(boolean structuredReplies, boolean baseAllocation, boolean tls) {
+        public Result(boolean structuredReplies, boolean baseAllocation) {
+            this(structuredReplies, baseAllocation, false);
+        }
     }
 
     private final Export export;
     private final int maxPayload;
     private final String connection;
+    private final TlsPolicy tls;
 
     public Handshake(Export export, int maxPayload, String connection) {
+        this(export, maxPayload, connection, TlsPolicy.OFF);
+    }
+
+    public Handshake(Export export, int maxPayload, String connection, TlsPolicy tls) {
         this.export = export;
         this.maxPayload = maxPayload;
         this.connection = connection;
+        this.tls = tls;
     }
 
     /**
@@ -40,8 +49,10 @@ public final class Handshake {
      *
      * @throws ProtocolException when the client breaks the protocol
      */
-    public Optional<Result> run(InputStream rawIn, OutputStream out) throws IOException {
+    public Optional<Result> run(InputStream rawIn, OutputStream rawOut) throws IOException {
         DataInputStream in = new DataInputStream(rawIn);
+        OutputStream out = rawOut;
+        boolean tlsActive = false;
         out.write(OptionCodec.greeting());
         out.flush();
         int clientFlags = in.readInt();
@@ -75,7 +86,32 @@ public final class Handshake {
             }
             byte[] data = new byte[(int) length];
             in.readFully(data);
+            if (tls.mode() == TlsPolicy.Mode.REQUIRE && !tlsActive && option != Nbd.OPT_STARTTLS
+                    && option != Nbd.OPT_ABORT) {
+                if (option == Nbd.OPT_EXPORT_NAME) { // no error reply exists for it: the spec says close
+                    throw new ProtocolException("NBD_OPT_EXPORT_NAME without TLS, which this export requires");
+                }
+                send(out, OptionCodec.error(option, Nbd.REP_ERR_TLS_REQD, "this export requires TLS (NBD_OPT_STARTTLS)"));
+                continue;
+            }
             switch (option) {
+                case Nbd.OPT_STARTTLS -> {
+                    if (tls.mode() == TlsPolicy.Mode.OFF) {
+                        send(out, OptionCodec.error(option, Nbd.REP_ERR_UNSUP, "TLS is not enabled on this export"));
+                    } else if (length != 0) {
+                        send(out, OptionCodec.error(option, Nbd.REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data"));
+                    } else if (tlsActive) {
+                        send(out, OptionCodec.error(option, Nbd.REP_ERR_INVALID, "TLS is already on"));
+                    } else {
+                        send(out, OptionCodec.ack(option));
+                        TlsPolicy.Streams s = tls.upgrade().start();
+                        in = new DataInputStream(s.in());
+                        out = s.out();
+                        tlsActive = true;
+                        structured = false; // what was negotiated in plaintext does not carry over
+                        baseAllocation = false;
+                    }
+                }
                 case Nbd.OPT_EXPORT_NAME -> {
                     String name = new String(data, java.nio.charset.StandardCharsets.UTF_8);
                     if (!served(name)) { // no error reply exists for EXPORT_NAME: the spec says close
@@ -83,7 +119,7 @@ public final class Handshake {
                     }
                     out.write(OptionCodec.exportNameReply(size, flags, noZeroes));
                     out.flush();
-                    return Optional.of(new Result(structured, baseAllocation));
+                    return Optional.of(new Result(structured, baseAllocation, tlsActive));
                 }
                 case Nbd.OPT_ABORT -> {
                     send(out, OptionCodec.ack(option));
@@ -114,7 +150,7 @@ public final class Handshake {
                     out.write(OptionCodec.infoBlockSize(option, 1, 4096, maxPayload));
                     send(out, OptionCodec.ack(option));
                     if (option == Nbd.OPT_GO) {
-                        return Optional.of(new Result(structured, baseAllocation));
+                        return Optional.of(new Result(structured, baseAllocation, tlsActive));
                     }
                 }
                 case Nbd.OPT_STRUCTURED_REPLY -> {

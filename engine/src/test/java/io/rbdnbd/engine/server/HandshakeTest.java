@@ -233,4 +233,72 @@ class HandshakeTest {
                 32 << 20, "test").run(new ByteArrayInputStream(s.bytes.toByteArray()), out));
         assertEquals(18, out.size(), "only the greeting");
     }
+    /** Runs a handshake whose STARTTLS "upgrade" switches to {@code afterTls} (client bytes) and a second output. */
+    private static Optional<Handshake.Result> runTls(TlsPolicy.Mode mode, Script plain, Script afterTls,
+                                                     ByteArrayOutputStream out, ByteArrayOutputStream tlsOut)
+            throws IOException {
+        int[] upgrades = {0};
+        TlsPolicy policy = mode == TlsPolicy.Mode.OFF ? TlsPolicy.OFF : new TlsPolicy(mode, () -> {
+            upgrades[0]++;
+            return new TlsPolicy.Streams(new ByteArrayInputStream(afterTls.bytes.toByteArray()), tlsOut);
+        });
+        Optional<Handshake.Result> r = new Handshake(new Export("disk", new MemoryBackend(SIZE), false), 32 << 20, "test",
+                policy).run(new ByteArrayInputStream(plain.bytes.toByteArray()), out);
+        assertTrue(upgrades[0] <= 1);
+        return r;
+    }
+
+    private static List<OptionReply> afterGreeting(ByteArrayOutputStream out) {
+        ByteBuffer b = ByteBuffer.wrap(out.toByteArray());
+        b.position(18);
+        return replies(b);
+    }
+
+    /** require: nothing but STARTTLS and ABORT in plaintext; after STARTTLS the options go through TLS. */
+    @Test
+    void requireRefusesPlaintextThenServesOverTls() throws IOException {
+        Script plain = new Script(Nbd.CLIENT_FLAG_FIXED_NEWSTYLE | Nbd.CLIENT_FLAG_NO_ZEROES)
+                .option(Nbd.OPT_LIST, new byte[0])
+                .option(Nbd.OPT_STRUCTURED_REPLY, new byte[0])
+                .option(Nbd.OPT_GO, infoRequest(""))
+                .option(Nbd.OPT_STARTTLS, new byte[] {1})
+                .option(Nbd.OPT_STARTTLS, new byte[0]);
+        Script overTls = new Script(0);
+        overTls.bytes.reset(); // no client flags again: options go on
+        overTls.option(Nbd.OPT_STARTTLS, new byte[0]).option(Nbd.OPT_GO, infoRequest("disk"));
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream tlsOut = new ByteArrayOutputStream();
+        Optional<Handshake.Result> r = runTls(TlsPolicy.Mode.REQUIRE, plain, overTls, out, tlsOut);
+        assertEquals(Optional.of(new Handshake.Result(false, false, true)), r, "structured replies asked in plaintext do not count");
+        List<OptionReply> rs = afterGreeting(out);
+        assertEquals(List.of(Nbd.REP_ERR_TLS_REQD, Nbd.REP_ERR_TLS_REQD, Nbd.REP_ERR_TLS_REQD, Nbd.REP_ERR_INVALID,
+                Nbd.REP_ACK), rs.stream().map(OptionReply::type).toList());
+        List<OptionReply> tls = replies(ByteBuffer.wrap(tlsOut.toByteArray()));
+        assertEquals(Nbd.REP_ERR_INVALID, tls.get(0).type(), "STARTTLS twice");
+        assertEquals(Nbd.REP_INFO, tls.get(1).type());
+        assertEquals(Nbd.REP_ACK, tls.get(tls.size() - 1).type());
+    }
+
+    @Test
+    void requireClosesOnAPlaintextExportName() {
+        Script plain = new Script(Nbd.CLIENT_FLAG_FIXED_NEWSTYLE).option(Nbd.OPT_EXPORT_NAME, new byte[0]);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        assertThrows(ProtocolException.class, () -> runTls(TlsPolicy.Mode.REQUIRE, plain, new Script(0), out,
+                new ByteArrayOutputStream()));
+        assertEquals(18, out.size(), "only the greeting");
+    }
+
+    @Test
+    void onAllowsPlaintextAndOffRefusesStartTls() throws IOException {
+        Script plain = new Script(Nbd.CLIENT_FLAG_FIXED_NEWSTYLE | Nbd.CLIENT_FLAG_NO_ZEROES)
+                .option(Nbd.OPT_GO, infoRequest(""));
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        assertEquals(Optional.of(new Handshake.Result(false, false, false)),
+                runTls(TlsPolicy.Mode.ON, plain, new Script(0), out, new ByteArrayOutputStream()));
+        Script ask = new Script(Nbd.CLIENT_FLAG_FIXED_NEWSTYLE).option(Nbd.OPT_STARTTLS, new byte[0])
+                .option(Nbd.OPT_ABORT, new byte[0]);
+        ByteArrayOutputStream off = new ByteArrayOutputStream();
+        runTls(TlsPolicy.Mode.OFF, ask, new Script(0), off, new ByteArrayOutputStream());
+        assertEquals(Nbd.REP_ERR_UNSUP, afterGreeting(off).get(0).type());
+    }
 }
