@@ -1,0 +1,96 @@
+#!/bin/bash
+# Runs inside the UML guest (bench/soak.sh): DEVICES RBD images mapped by one rbd-nbd daemon and
+# one RBD image exported by `rbd-nbd serve` to CONNECTIONS fio NBD connections, under mixed fio
+# load (4k randrw 70/30) for SOAK_SECONDS, against a one-node Ceph cluster in this guest. At a
+# third of the time the OSD is stopped for 10 s and started again; at two thirds the client of one
+# device is blocklisted (the device reopens its image). Every 10 s, for the daemon and the export
+# server: "SAMPLE t who VmRSS_KiB threads fds direct_KiB" (direct: NMT's "Other", where direct
+# ByteBuffers live). Both run with the launcher's own JVM options (what an operator gets).
+set -uo pipefail
+[ "${UML_GUEST:-}" = 1 ] || { echo "refusing to run outside the UML guest (this would map devices on the host)" >&2; exit 2; }
+: "${RBDNBD_HOME:?RBDNBD_HOME must name the project root}"
+rbd_nbd="$RBDNBD_HOME/bin/rbd-nbd"
+log=/run/rbd-nbd-log/rbd-nbd.log
+nmt="-XX:NativeMemoryTracking=summary"
+DEVICES=${DEVICES:-16}
+CONNECTIONS=${CONNECTIONS:-64}
+SOAK_SECONDS=${SOAK_SECONDS:-1800}
+ceph_dir=/run/ceph
+
+fail() { echo "FAIL soak: $*"; tail -30 "$log" 2>/dev/null; tail -20 /run/serve.log 2>/dev/null; exit 1; }
+status() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+direct_kib() { # NMT "Other" committed, KiB
+  jcmd "$1" VM.native_memory summary 2>/dev/null | sed -n 's/^-  *Other (reserved=[0-9]*KB, committed=\([0-9]*\)KB)/\1/p' | head -1
+}
+sample() { # t who pid
+  [ -e "/proc/$3" ] || { echo "SAMPLE $1 $2 gone"; return; }
+  echo "SAMPLE $1 $2 $(status "$3" VmRSS) $(status "$3" Threads) $(ls "/proc/$3/fd" | wc -l) $(direct_kib "$3")"
+}
+t0=$(date +%s)
+step() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+
+ip link set lo up || fail "no loopback"
+eval "$(CEPH_WITH_MGR=0 CEPH_STORE_BYTES=$((2 << 30)) CEPH_IMAGE_SIZE= bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" start "$ceph_dir")" \
+  || fail "the Ceph cluster did not start"
+for i in $(seq 0 $((DEVICES - 1))); do rbd create --size 32M "rbd/dev$i" || fail "rbd create dev$i"; done
+rbd create --size 256M rbd/export || fail "rbd create export"
+step "cluster up, images created"
+
+export RBDNBD_JAVA_OPTS="$nmt -Drbdnbd.daemon.log-file=$log"
+devs=()
+for i in $(seq 0 $((DEVICES - 1))); do
+  d=$("$rbd_nbd" map "rbd/dev$i") || fail "map dev$i"
+  devs+=("$d")
+done
+dpid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+"$rbd_nbd" serve rbd/export --listen 127.0.0.1:10809 > /run/serve.out 2> /run/serve.log &
+spid=$!
+for _ in $(seq 300); do grep -q '^nbd://' /run/serve.out 2>/dev/null && break; sleep 0.2; done
+grep -q '^nbd://' /run/serve.out || fail "serve did not start"
+step "$DEVICES devices mapped (daemon $dpid), export served (pid $spid)"
+sample 0 daemon "$dpid"; sample 0 serve "$spid"
+
+args=(--ioengine=libaio --direct=1 --rw=randrw --rwmixread=70 --bs=4k --iodepth=8 --time_based
+      --runtime="$SOAK_SECONDS" --size=32M --continue_on_error=all --group_reporting=0)
+for i in "${!devs[@]}"; do args+=(--name="dev$i" --filename="${devs[$i]}"); done
+fio "${args[@]}" --output=/run/fio-devices.txt &
+fio_dev=$!
+fio --name=export --ioengine=nbd --uri=nbd://127.0.0.1:10809/ --rw=randrw --rwmixread=70 --bs=4k --iodepth=4 \
+    --numjobs="$CONNECTIONS" --time_based --runtime="$SOAK_SECONDS" --size=256M --continue_on_error=all \
+    --group_reporting --output=/run/fio-export.txt &
+fio_exp=$!
+
+start=$(date +%s); osd_done=; bl_done=; addr=
+while kill -0 "$fio_dev" 2>/dev/null || kill -0 "$fio_exp" 2>/dev/null; do
+  t=$(( $(date +%s) - start ))
+  sample "$t" daemon "$dpid"; sample "$t" serve "$spid"
+  if [ -z "$osd_done" ] && [ "$t" -ge $((SOAK_SECONDS / 3)) ]; then
+    osd_done=1
+    bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-stop "$ceph_dir" >/dev/null 2>&1 || fail "osd-stop"
+    step "OSD stopped"; sleep 10
+    bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-start "$ceph_dir" >/dev/null 2>&1 || fail "osd-start"
+    step "OSD started again"
+  fi
+  if [ -z "$bl_done" ] && [ "$t" -ge $((2 * SOAK_SECONDS / 3)) ]; then
+    bl_done=1
+    addr=$(rbd status --format json rbd/dev0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["watchers"][0]["address"])')
+    ceph osd blocklist add "$addr" >/dev/null 2>&1 || fail "blocklist $addr"
+    step "client of rbd/dev0 ($addr) blocklisted"
+  fi
+  sleep 10
+done
+wait "$fio_dev"; wait "$fio_exp"
+t=$(( $(date +%s) - start ))
+sample "$t" daemon "$dpid"; sample "$t" serve "$spid"
+grep -q "reopened" "$log" && step "rbd/dev0 reopened after the blocklisting" || echo "NOTE no reopen logged"
+for f in /run/fio-devices.txt /run/fio-export.txt; do
+  echo "FIO $(basename "$f") $(grep -E '^ +(read|write):' "$f" | head -2 | tr -s ' ' | tr '\n' ' ')"
+done
+# The load is over: let the daemon and the server settle, then the idle state (leaks show here)
+sleep 20
+sample "$((t + 20))" daemon "$dpid"; sample "$((t + 20))" serve "$spid"
+[ -n "$addr" ] && ceph osd blocklist rm "$addr" >/dev/null 2>&1
+kill -TERM "$spid"; wait "$spid"
+for d in "${devs[@]}"; do "$rbd_nbd" unmap "$d" || fail "unmap $d"; done
+bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" stop "$ceph_dir" --purge >/dev/null 2>&1
+echo "PASS soak"
