@@ -35,9 +35,9 @@ daemon_pid() { "$rbd_nbd" list-mapped | awk -v d="$1" '{ for (i = 2; i <= NF; i+
 # The job: sequential 64 KiB writes, each with a crc32c header (offset, number, seed), an fsync
 # every 16; verify_state_save records on exit what completed, so a verify pass checks exactly
 # the writes fio saw acknowledged. The verify pass reads FILE with the same job and that state.
-fio_job() { # FILE SEED extra-args...
-  local file=$1 seed=$2; shift 2
-  fio --name=crash --filename="$file" --rw=write --bs=64k --size=${size_mib}m --ioengine=libaio --direct=1 \
+fio_job() { # FILE SEED DIRECT extra-args...   (DIRECT 0 for the export file: tmpfs has no O_DIRECT before 6.6)
+  local file=$1 seed=$2 direct=$3; shift 3
+  fio --name=crash --filename="$file" --rw=write --bs=64k --size=${size_mib}m --ioengine=libaio --direct="$direct" \
     --iodepth=16 --fsync=16 --verify=crc32c --verify_state_save=1 --randseed="$seed" --exitall_on_error=1 "$@"
 }
 
@@ -59,7 +59,7 @@ for round in $(seq "$rounds"); do
   dev=${out%% *}; cookie=${out#* }
   pid=$(daemon_pid "$dev")
   [ -n "$pid" ] || fail "round $round: no daemon listed for $dev"
-  fio_job "$dev" "$round" --do_verify=0 --rate=8m > "fio-$round.log" 2>&1 &
+  fio_job "$dev" "$round" 1 --do_verify=0 --rate=8m > "fio-$round.log" 2>&1 &
   fio_pid=$!
   sleep "$(( 1 + RANDOM % 3 )).$(( RANDOM % 10 ))"
   kill -0 "$fio_pid" 2>/dev/null || fail "round $round: fio finished before the kill (make the image larger)"
@@ -76,8 +76,12 @@ for round in $(seq "$rounds"); do
   fi
   [ -s local-crash-0-verify.state ] || fail "round $round: fio left no verify state"
   rbd export rbd/crash "$work/export.img" >/dev/null 2>&1 || fail "round $round: rbd export"
-  fio_job "$work/export.img" "$round" --verify_only --verify_state_load=1 > "verify-$round.log" 2>&1 \
-    || { cat "verify-$round.log"; fail "round $round ($mode): a write acknowledged before the kill is not in rbd export"; }
+  if ! fio_job "$work/export.img" "$round" 0 --verify_only --verify_state_load=1 > "verify-$round.log" 2>&1; then
+    cat "verify-$round.log"
+    grep -q "verify failed" "verify-$round.log" \
+      && fail "round $round ($mode): a write acknowledged before the kill is not in rbd export"
+    fail "round $round ($mode): the verify pass did not run (see its log above)"
+  fi
   written=$(grep -o 'io=[0-9.]*[KMG]i\?B' "fio-$round.log" | head -1)
   rm -f "$work/export.img"
   verified=$((verified + 1))
