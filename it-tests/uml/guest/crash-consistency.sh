@@ -52,10 +52,8 @@ verified=0
 for round in $(seq "$rounds"); do
   rm -f local-crash-*-verify.state
   if (( round % 2 )); then mode=netlink; else mode=ioctl; fi
-  # io-timeout 10: requests the dead daemon had taken are sent again to the attached one when they
-  # time out (the default 30 s would only make the round slower)
   out=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=$([ $mode = netlink ] && echo on || echo off)" \
-        "$rbd_nbd" map rbd/crash --show-cookie --reattach-timeout 120 --io-timeout 10) || fail "round $round: map ($mode)"
+        "$rbd_nbd" map rbd/crash --show-cookie --reattach-timeout 120) || fail "round $round: map ($mode)"
   dev=${out%% *}; cookie=${out#* }
   pid=$(daemon_pid "$dev")
   [ -n "$pid" ] || fail "round $round: no daemon listed for $dev"

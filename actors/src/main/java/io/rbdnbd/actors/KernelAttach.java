@@ -189,7 +189,8 @@ public final class KernelAttach {
                 }, blocking), (v, failure) -> new DoItEnded(failure));
             }
             timers.startTimerWithFixedDelay(new CheckReady(), Duration.ofMillis(20));
-            return new Attached(ctx, timers, attachment, readOnly, params.reattachTimeoutSeconds(), reportTo).attaching();
+            return new Attached(ctx, timers, attachment, readOnly, params.reattachTimeoutSeconds(), backend.size() > 0,
+                    reportTo).attaching();
         }));
     }
 
@@ -377,6 +378,15 @@ public final class KernelAttach {
 
     /** State once the device has its sockets: waiting for readiness, then serving, then ending. */
     private static final class Attached {
+        private boolean hasCapacity() {
+            try {
+                return Long.parseLong(java.nio.file.Files.readString(
+                        java.nio.file.Path.of("/sys/block/nbd" + a.index + "/size")).trim()) > 0;
+            } catch (java.io.IOException | NumberFormatException e) {
+                return false;
+            }
+        }
+
         private final ActorContext<Command> ctx;
         private final TimerScheduler<Command> timers;
         private final Attachment a;
@@ -387,10 +397,13 @@ public final class KernelAttach {
         private int streamsLeft;
         private String why = "disconnected";
         private final int reattachTimeout;
+        /** The image has a size the kernel must show before the device is usable. */
+        private final boolean sized;
 
         Attached(ActorContext<Command> ctx, TimerScheduler<Command> timers, Attachment a, boolean readOnly,
-                 int reattachTimeout, ActorRef<Report> reportTo) {
+                 int reattachTimeout, boolean sized, ActorRef<Report> reportTo) {
             this.ctx = ctx;
+            this.sized = sized;
             this.reattachTimeout = reattachTimeout;
             this.timers = timers;
             this.a = a;
@@ -403,7 +416,9 @@ public final class KernelAttach {
         Behavior<Command> attaching() {
             return Behaviors.receive(Command.class)
                     .onMessage(CheckReady.class, c -> {
-                        if (!ready && NbdDevice.servingPid(a.index).isPresent()) {
+                        // The kernel publishes the serving pid before it sets the capacity (nbd_start_device):
+                        // a device shown before that is "zero sized" to whoever opens it first.
+                        if (!ready && NbdDevice.servingPid(a.index).isPresent() && (!sized || hasCapacity())) {
                             ready = true;
                             timers.cancelAll();
                             if (readOnly) {
