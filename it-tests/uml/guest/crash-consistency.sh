@@ -57,8 +57,20 @@ for round in $(seq "$rounds"); do
   dev=${out%% *}; cookie=${out#* }
   pid=$(daemon_pid "$dev")
   [ -n "$pid" ] || fail "round $round: no daemon listed for $dev"
+  bytes=$(blockdev --getsize64 "$dev")
+  [ "$bytes" = $((size_mib << 20)) ] || { dmesg | tail -20; fail "round $round: map ($mode) returned $dev of $bytes bytes (sysfs size $(cat /sys/block/${dev#/dev/}/size), pid $(cat /sys/block/${dev#/dev/}/pid 2>/dev/null))"; }
   fio_job "$dev" "$round" 1 --do_verify=0 --rate=8m > "fio-$round.log" 2>&1 &
   fio_pid=$!
+  # The kill counts from fio's first completed write: a loaded guest can take over a second to
+  # start fio, and an ioctl device killed before fio opens it is "zero sized" to fio (the kernel
+  # resets the capacity when NBD_DO_IT ends), which leaves no verify state to check.
+  for _ in $(seq 600); do
+    (( $(awk '{ print $5 }' "/sys/block/${dev#/dev/}/stat") > 0 )) && break
+    kill -0 "$fio_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  (( $(awk '{ print $5 }' "/sys/block/${dev#/dev/}/stat") > 0 )) \
+    || { cat "fio-$round.log"; fail "round $round: fio wrote nothing to $dev in 60 s"; }
   sleep "$(( 1 + RANDOM % 3 )).$(( RANDOM % 10 ))"
   kill -0 "$fio_pid" 2>/dev/null || fail "round $round: fio finished before the kill (make the image larger)"
   kill -KILL "$pid"

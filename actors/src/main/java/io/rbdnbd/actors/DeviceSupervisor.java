@@ -114,6 +114,7 @@ public final class DeviceSupervisor {
 
     public static Behavior<Command> create(Params params, EngineSettings settings, Consumer<Report> listener) {
         return Behaviors.setup(ctx -> Behaviors.withStash(STASH, stash -> {
+            ctx.setLoggerName(DeviceSupervisor.class);
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             ActorSystem<Void> system = ctx.getSystem();
             ctx.pipeToSelf(ImageSupervisor.openOffActor(system, reopen, () -> Backends.open(params.image(),

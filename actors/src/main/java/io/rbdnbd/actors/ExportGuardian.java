@@ -104,6 +104,7 @@ public final class ExportGuardian {
 
     public static Behavior<Command> create(Params params, EngineSettings settings, ActorRef<Report> reportTo) {
         return Behaviors.setup(ctx -> Behaviors.withStash(STASH, stash -> {
+            ctx.setLoggerName(ExportGuardian.class);
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             ActorSystem<Void> system = ctx.getSystem();
             ctx.pipeToSelf(ImageSupervisor.openOffActor(system, reopen, () -> Backends.open(params.image(),

@@ -126,6 +126,7 @@ public final class ImageSupervisor {
     public static Behavior<Command> create(ReopenableBackend image, Opener opener, ReopenSettings settings,
                                            ActorRef<Report> reportTo) {
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> {
+            ctx.setLoggerName(ImageSupervisor.class);
             Executor blocking = ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(settings.dispatcher()));
             return new Supervising(ctx, timers, image, opener, settings, reportTo, blocking).up();
         }));

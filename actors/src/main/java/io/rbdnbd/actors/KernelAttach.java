@@ -122,6 +122,9 @@ public final class KernelAttach {
     public static Behavior<Command> create(Params params, BlockBackend backend, IoStats stats, EngineSettings settings,
                                            ActorRef<Report> reportTo) {
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> {
+            // Named here: otherwise Pekko names the logger after the first caller, a timer's classic
+            // ActorCell when that comes first, whose WARN level hid this actor's INFO lines.
+            ctx.setLoggerName(KernelAttach.class);
             boolean readOnly = params.readOnly() || backend.readOnly();
             String requested = params.device();
             if (requested != null) {
@@ -378,15 +381,6 @@ public final class KernelAttach {
 
     /** State once the device has its sockets: waiting for readiness, then serving, then ending. */
     private static final class Attached {
-        private boolean hasCapacity() {
-            try {
-                return Long.parseLong(java.nio.file.Files.readString(
-                        java.nio.file.Path.of("/sys/block/nbd" + a.index + "/size")).trim()) > 0;
-            } catch (java.io.IOException | NumberFormatException e) {
-                return false;
-            }
-        }
-
         private final ActorContext<Command> ctx;
         private final TimerScheduler<Command> timers;
         private final Attachment a;
@@ -399,6 +393,14 @@ public final class KernelAttach {
         private final int reattachTimeout;
         /** The image has a size the kernel must show before the device is usable. */
         private final boolean sized;
+
+        private boolean hasCapacity() {
+            try {
+                return NbdDevice.kernelSize(a.index) > 0;
+            } catch (java.io.IOException | NumberFormatException e) {
+                return false;
+            }
+        }
 
         Attached(ActorContext<Command> ctx, TimerScheduler<Command> timers, Attachment a, boolean readOnly,
                  int reattachTimeout, boolean sized, ActorRef<Report> reportTo) {

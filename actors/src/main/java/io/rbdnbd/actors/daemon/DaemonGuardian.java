@@ -131,7 +131,10 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     }
 
     public static Behavior<Command> create(Params params) {
-        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new DaemonGuardian(ctx, timers, params)));
+        return Behaviors.setup(ctx -> {
+            ctx.setLoggerName(DaemonGuardian.class);
+            return Behaviors.withTimers(timers -> new DaemonGuardian(ctx, timers, params));
+        });
     }
 
     private final TimerScheduler<Command> timers;
