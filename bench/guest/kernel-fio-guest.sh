@@ -7,7 +7,7 @@ set -uo pipefail
 [ "${UML_GUEST:-}" = 1 ] || { echo "refusing to run outside the UML guest" >&2; exit 2; }
 : "${RBDNBD_HOME:?}" "${RUNTIME:=10}" "${ROUNDS:=1}" "${SIZE_MIB:=384}"
 log=/run/rbd-nbd-log/rbd-nbd.log
-export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms64m -Xmx192m -XX:+UseSerialGC}"
+export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms64m -Xmx192m -XX:+UseSerialGC -Drbdnbd.engine.heap-base=32m -Drbdnbd.kernel.max-devices=8 -Drbdnbd.kernel.max-in-flight-bytes=64m}"
 export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
 jobs=("randread 4k 256" "randwrite 4k 256" "read 1M 16" "write 1M 16")
 

@@ -48,6 +48,10 @@ spid=$!
 for _ in $(seq 300); do grep -q '^nbd://' /run/serve.out 2>/dev/null && break; sleep 0.2; done
 grep -q '^nbd://' /run/serve.out || fail "serve did not start"
 step "$DEVICES devices mapped (daemon $dpid), export served (pid $spid)"
+bound() { # who pid: "BOUND who MaxHeapSize MaxDirectMemorySize" (bytes), as the JVM got them
+  echo "BOUND $1 $(jcmd "$2" VM.flags -all 2>/dev/null | awk '$2 == "MaxHeapSize" { h = $4 } $2 == "MaxDirectMemorySize" { d = $4 } END { print h, d }')"
+}
+bound daemon "$dpid"; bound serve "$spid"
 sample 0 daemon "$dpid"; sample 0 serve "$spid"
 
 args=(--ioengine=libaio --direct=1 --rw=randrw --rwmixread=70 --bs=4k --iodepth=8 --time_based
@@ -60,23 +64,28 @@ fio --name=export --ioengine=nbd --uri=nbd://127.0.0.1:10809/ --rw=randrw --rwmi
     --group_reporting --output=/run/fio-export.txt &
 fio_exp=$!
 
-start=$(date +%s); osd_done=; bl_done=; addr=
+# The faults run beside the sampling, each bounded: a hung Ceph command must show in the samples,
+# not stop them.
+faults() {
+  sleep $((SOAK_SECONDS / 3))
+  timeout 60 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-stop "$ceph_dir" >/dev/null 2>&1 || echo "FAULT osd-stop failed"
+  step "OSD stopped"; sleep 10
+  timeout 120 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-start "$ceph_dir" >/dev/null 2>&1 || echo "FAULT osd-start failed"
+  step "OSD started again: $(timeout 30 ceph health 2>&1)"
+  sleep $((SOAK_SECONDS / 3 - 10))
+  local addr
+  addr=$(timeout 60 rbd status --format json rbd/dev0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["watchers"][0]["address"])') \
+    || { echo "FAULT rbd status rbd/dev0 did not answer in 60 s"; return; }
+  echo "$addr" > /run/blocklisted
+  timeout 60 ceph osd blocklist add "$addr" >/dev/null 2>&1 || { echo "FAULT blocklist $addr failed"; return; }
+  step "client of rbd/dev0 ($addr) blocklisted"
+}
+faults &
+faults_pid=$!
+start=$(date +%s)
 while kill -0 "$fio_dev" 2>/dev/null || kill -0 "$fio_exp" 2>/dev/null; do
   t=$(( $(date +%s) - start ))
   sample "$t" daemon "$dpid"; sample "$t" serve "$spid"
-  if [ -z "$osd_done" ] && [ "$t" -ge $((SOAK_SECONDS / 3)) ]; then
-    osd_done=1
-    bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-stop "$ceph_dir" >/dev/null 2>&1 || fail "osd-stop"
-    step "OSD stopped"; sleep 10
-    bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-start "$ceph_dir" >/dev/null 2>&1 || fail "osd-start"
-    step "OSD started again"
-  fi
-  if [ -z "$bl_done" ] && [ "$t" -ge $((2 * SOAK_SECONDS / 3)) ]; then
-    bl_done=1
-    addr=$(rbd status --format json rbd/dev0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["watchers"][0]["address"])')
-    ceph osd blocklist add "$addr" >/dev/null 2>&1 || fail "blocklist $addr"
-    step "client of rbd/dev0 ($addr) blocklisted"
-  fi
   sleep 10
 done
 wait "$fio_dev"; wait "$fio_exp"
@@ -86,10 +95,21 @@ grep -q "reopened" "$log" && step "rbd/dev0 reopened after the blocklisting" || 
 for f in /run/fio-devices.txt /run/fio-export.txt; do
   echo "FIO $(basename "$f") $(grep -E '^ +(read|write):' "$f" | head -2 | tr -s ' ' | tr '\n' ' ')"
 done
+# Every device and the export still serve after the faults: 1 MiB written and read back on each
+healthy=0
+for d in "${devs[@]}"; do
+  head -c 1048576 /dev/urandom > /run/probe
+  dd if=/run/probe of="$d" bs=1M oflag=direct status=none 2>/dev/null \
+    && cmp -s /run/probe <(dd if="$d" bs=1M count=1 iflag=direct status=none 2>/dev/null) \
+    && healthy=$((healthy + 1)) || echo "UNHEALTHY $d"
+done
+echo "HEALTH devices $healthy/${#devs[@]} write+read back 1 MiB"
+echo "HEALTH export $(timeout 60 nbdinfo --size nbd://127.0.0.1:10809/ 2>&1) bytes (nbdinfo)"
 # The load is over: let the daemon and the server settle, then the idle state (leaks show here)
 sleep 20
 sample "$((t + 20))" daemon "$dpid"; sample "$((t + 20))" serve "$spid"
-[ -n "$addr" ] && ceph osd blocklist rm "$addr" >/dev/null 2>&1
+kill "$faults_pid" 2>/dev/null; wait "$faults_pid" 2>/dev/null
+[ -s /run/blocklisted ] && timeout 60 ceph osd blocklist rm "$(cat /run/blocklisted)" >/dev/null 2>&1
 kill -TERM "$spid"; wait "$spid"
 for d in "${devs[@]}"; do "$rbd_nbd" unmap "$d" || fail "unmap $d"; done
 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" stop "$ceph_dir" --purge >/dev/null 2>&1

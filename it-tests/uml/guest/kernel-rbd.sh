@@ -8,7 +8,9 @@ set -uo pipefail
 : "${RBDNBD_HOME:?RBDNBD_HOME must name the project root}"
 rbd_nbd="$RBDNBD_HOME/bin/rbd-nbd"
 log=/run/rbd-nbd-log/rbd-nbd.log
-export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData}"
+# a 96 MiB heap holds a daemon configured for at most 8 devices with 32 MiB in flight (the daemon
+# refuses a JVM smaller than its configuration's bound)
+export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -Drbdnbd.engine.heap-base=32m -Drbdnbd.kernel.max-devices=8 -Drbdnbd.kernel.max-in-flight-bytes=32m}"
 export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
 ceph_dir=/run/ceph
 

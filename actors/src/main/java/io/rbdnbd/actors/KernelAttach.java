@@ -171,7 +171,7 @@ public final class KernelAttach {
                 reportTo.tell(new AttachFailed(e.getMessage()));
                 return Behaviors.stopped();
             }
-            InFlightBudget budget = new InFlightBudget(settings.maxInFlightBytes());
+            InFlightBudget budget = KernelBudget.of(ctx.getSystem()).deviceBudget(settings);
             BadClientLog badClients = new BadClientLog(settings.badClientLogInterval());
             Materializer mat = Materializer.matFromSystem(ctx.getSystem());
             for (FdConnection c : attachment.connections) {

@@ -3,6 +3,7 @@ package io.rbdnbd.cli;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import io.rbdnbd.actors.DeviceSupervisor;
+import io.rbdnbd.actors.KernelBudget;
 import io.rbdnbd.actors.daemon.ConfigCheck;
 import io.rbdnbd.actors.daemon.ControlServer;
 import io.rbdnbd.actors.daemon.DaemonBean;
@@ -57,6 +58,11 @@ final class DaemonCommand {
         }
         ConfigCheck.check(config, ConfigFactory.defaultReference());
         DaemonSettings settings = DaemonSettings.from(config);
+        try {
+            KernelBudget.bound(config).requireFitsThisJvm();
+        } catch (IllegalStateException | com.typesafe.config.ConfigException e) {
+            throw new CommandFailedException(e.getMessage(), null);
+        }
         try {
             // Memory reclaim may write through our own devices: never throttle this process for it.
             LibC.prctlSet(LibC.PR_SET_IO_FLUSHER, 1, "prctl(PR_SET_IO_FLUSHER)");
@@ -155,15 +161,26 @@ final class DaemonCommand {
         }
     }
 
-    /** Starts the daemon in its own session, in the background, logging to {@code logFile}. */
-    static Process spawn(Path logFile) throws CommandFailedException {
+    /**
+     * Starts the daemon in its own session, in the background, logging to {@code logFile}, with
+     * this JVM's options but its heap and direct memory sized from the configuration (its
+     * {@link KernelBudget#bound bound}) unless RBDNBD_JAVA_OPTS sets them.
+     */
+    static Process spawn(Path logFile, Config config) throws CommandFailedException {
         try {
             Files.createDirectories(logFile.toAbsolutePath().getParent());
         } catch (IOException e) {
             throw new CommandFailedException("cannot create the log directory of " + logFile + ": " + e, e);
         }
         List<String> cmd = new ArrayList<>(List.of("setsid", ProcessHandle.current().info().command().orElse("java")));
-        cmd.addAll(ProcessHandle.current().info().arguments().map(DaemonCommand::jvmOptions).orElse(List.of()));
+        List<String> sized;
+        try {
+            sized = KernelBudget.bound(config).jvmOptions();
+        } catch (com.typesafe.config.ConfigException e) {
+            throw new CommandFailedException(e.getMessage(), e);
+        }
+        cmd.addAll(daemonJvmOptions(ProcessHandle.current().info().arguments().map(DaemonCommand::jvmOptions)
+                .orElse(List.of()), System.getenv().getOrDefault("RBDNBD_JAVA_OPTS", ""), sized));
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), COMMAND, "--exit-when-idle"));
         try {
             return new ProcessBuilder(cmd).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
@@ -172,6 +189,31 @@ final class DaemonCommand {
         } catch (IOException e) {
             throw new CommandFailedException("cannot start the rbd-nbd daemon: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * The daemon's JVM options: this process's, with the heap and direct memory limits the launcher
+     * chose for a short-lived command replaced by {@code sized}, unless the user set them.
+     */
+    static List<String> daemonJvmOptions(List<String> ours, String userOptions, List<String> sized) {
+        String user = " " + userOptions + " ";
+        boolean userHeap = user.contains(" -Xmx");
+        boolean userDirect = user.contains(" -XX:MaxDirectMemorySize=");
+        List<String> opts = new ArrayList<>();
+        for (String o : ours) {
+            boolean heap = o.startsWith("-Xmx");
+            boolean direct = o.startsWith("-XX:MaxDirectMemorySize=");
+            if ((heap && !userHeap) || (direct && !userDirect)) {
+                continue;
+            }
+            opts.add(o);
+        }
+        for (String o : sized) {
+            if (o.startsWith("-Xmx") ? !userHeap : !userDirect) {
+                opts.add(o);
+            }
+        }
+        return opts;
     }
 
     /** The JVM options of this process (everything before the class path), for the daemon. */

@@ -47,7 +47,8 @@ final class DeviceCommands {
         Map<String, Object> request = new LinkedHashMap<>();
         request.put("op", ControlProtocol.MAP);
         request.put("device", entry.root().unwrapped()); // nested: "ceph.options.x" is a path, not a key
-        Config answer = callStarting(daemon, request, o.logFile() != null ? o.logFile() : config.getString("rbdnbd.daemon.log-file"));
+        Config answer = callStarting(daemon, request, o.logFile() != null ? o.logFile() : config.getString("rbdnbd.daemon.log-file"),
+                config);
         String device = answer.getString("device");
         out.println(o.showCookie() ? device + " " + answer.getString("cookie") : device);
         return 0;
@@ -173,13 +174,13 @@ final class DeviceCommands {
     }
 
     /** As {@link #call}, starting the daemon first when none runs. */
-    private static Config callStarting(DaemonSettings daemon, Map<String, ?> request, String logFile)
+    private static Config callStarting(DaemonSettings daemon, Map<String, ?> request, String logFile, Config config)
             throws CommandFailedException {
         Config answer = callIfRunning(daemon, request);
         if (answer != null) {
             return answer;
         }
-        Process p = DaemonCommand.spawn(Path.of(logFile));
+        Process p = DaemonCommand.spawn(Path.of(logFile), config);
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(DAEMON_START_SECONDS);
         long exitedAt = 0;
         while (System.nanoTime() < deadline) {

@@ -6,6 +6,7 @@ import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.engine.server.ExportLimits;
 import io.rbdnbd.engine.server.TlsSettings;
 import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.engine.stream.MemoryBound;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -156,7 +157,8 @@ final class ServeCommand {
     int run(Config config, PrintStream out) throws CommandFailedException {
         EngineSettings settings = EngineSettings.from(config);
         try {
-            ExportLimits.from(config).requireFits(settings, ExportLimits.maxDirectMemory());
+            MemoryBound.export(settings, ExportLimits.from(config).maxConnections(),
+                    image instanceof ImageSpec.MemoryImage m ? m.size() : 0).requireFitsThisJvm();
             TlsSettings.from(config);
         } catch (IllegalStateException | com.typesafe.config.ConfigException e) {
             throw new CommandFailedException(e.getMessage(), null);

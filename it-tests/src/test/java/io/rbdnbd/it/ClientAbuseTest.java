@@ -44,8 +44,8 @@ import static org.junit.jupiter.api.Assertions.fail;
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class ClientAbuseTest {
-    /** The launcher's defaults for a file image: -Xmx256m, -XX:MaxDirectMemorySize=256m. */
-    private static final long HEAP_MIB = 256;
+    /** The launcher's defaults for serve with a file image: -Xmx512m, -XX:MaxDirectMemorySize=256m. */
+    private static final long HEAP_MIB = 512;
     private static final long DIRECT_MIB = 256;
     /** Metaspace, code cache, thread stacks, GC structures, the C heap of a JVM this size. */
     private static final long JVM_OWN_MIB = 200;

@@ -61,8 +61,19 @@ class LauncherTest {
         Commands.Result r = Commands.run(QUICK, null, java.util.Map.of("RBDNBD_JAVA_OPTS", "-XX:MaxDirectMemorySize=32m"),
                 ServerProcess.launcherCommand("serve", "memory:1M", "--socket", dir.resolve("s").toString())
                         .toArray(String[]::new));
-        String line = assertOneClearLine(r, 1, "rbdnbd.engine.export.max-connections (256)");
-        assertTrue(line.contains("MaxDirectMemorySize (32 MiB)"), line);
+        String line = assertOneClearLine(r, 1, "export.max-connections 256");
+        assertTrue(line.contains("128 MiB of direct memory") && line.contains("32 MiB direct")
+                && line.contains("-XX:MaxDirectMemorySize=129m"), line);
+    }
+
+    /** A foreground daemon whose heap cannot hold what its devices may have in flight is refused at start. */
+    @Test
+    void aDaemonHeapTooSmallForItsDevicesIsRefusedAtStart() {
+        Commands.Result r = Commands.run(QUICK, null, java.util.Map.of("RBDNBD_JAVA_OPTS", "-Xmx128m "
+                        + "-Drbdnbd.daemon.run-directory=" + dir.resolve("run")),
+                ServerProcess.launcherCommand("daemon").toArray(String[]::new));
+        String line = assertOneClearLine(r, 1, "rbdnbd.kernel.max-devices 64");
+        assertTrue(line.contains("RBDNBD_JAVA_OPTS=\"-Xmx401m"), line);
     }
 
     @Test

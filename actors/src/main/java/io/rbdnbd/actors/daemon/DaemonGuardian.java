@@ -182,6 +182,12 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
                 }
             }
         }
+        int max = io.rbdnbd.actors.KernelBudget.of(getContext().getSystem()).maxDevices();
+        if (entries.size() >= max) {
+            m.replyTo().tell(new MapReply(null, null, "the daemon serves " + entries.size()
+                    + " devices, its most (rbdnbd.kernel.max-devices)"));
+            return this;
+        }
         long id = nextId++;
         String cookie = r.cookie() != null ? r.cookie() : UUID.randomUUID().toString();
         KernelAttach.Params attach = new KernelAttach.Params(r.device(), r.readOnly(), r.trim(), r.ioTimeoutSeconds(),

@@ -9,7 +9,8 @@ import java.time.Duration;
 public record EngineSettings(int iodepth, long maxInFlightBytes, long maxInFlightBytesPerConnection, int maxPayload,
                              int replyBatchBytes,
                              int socketReadBytes, Duration payloadTimeout, Duration badClientLogInterval,
-                             long drainTimeoutMillis, String socketIoDispatcher, String fileIoDispatcher) {
+                             long drainTimeoutMillis, String socketIoDispatcher, String fileIoDispatcher,
+                             long heapBase) {
 
     public static EngineSettings from(Config root) {
         Config c = root.getConfig("rbdnbd.engine");
@@ -24,7 +25,8 @@ public record EngineSettings(int iodepth, long maxInFlightBytes, long maxInFligh
                 c.getDuration("bad-client-log-interval"),
                 c.getDuration("drain-timeout").toMillis(),
                 c.getString("socket-io-dispatcher"),
-                c.getString("file-io-dispatcher"));
+                c.getString("file-io-dispatcher"),
+                c.getBytes("heap-base"));
         require(c, "iodepth", s.iodepth >= 1 && s.iodepth <= 65536, "must be 1..65536, is " + s.iodepth);
         require(c, "max-in-flight-bytes", s.maxInFlightBytes >= 1, "must be positive");
         require(c, "max-in-flight-bytes-per-connection", s.maxInFlightBytesPerConnection >= 1, "must be positive");
@@ -33,6 +35,7 @@ public record EngineSettings(int iodepth, long maxInFlightBytes, long maxInFligh
         require(c, "reply-batch-bytes", s.replyBatchBytes >= 1, "must be positive");
         require(c, "socket-read-bytes", s.socketReadBytes >= 4096, "must be at least 4 KiB");
         require(c, "payload-timeout", !s.payloadTimeout.isNegative(), "must not be negative");
+        require(c, "heap-base", s.heapBase >= 0, "must not be negative");
         require(c, "bad-client-log-interval", !s.badClientLogInterval.isNegative(), "must not be negative");
         return s;
     }

@@ -11,17 +11,27 @@ import java.util.concurrent.atomic.AtomicLong;
  * the daemon buffer without limit. Each connection takes its share through an {@link Account},
  * bounded too, so one connection cannot hold the whole budget. A request larger than a bound still
  * goes through when nothing else is held under it (a single request is bounded by max-payload).
+ *
+ * <p>A budget may draw on a parent too (the daemon's, shared by all its devices): bytes are then
+ * held in both, so the devices together stay within the parent's bound whatever each may hold.
  */
 public final class InFlightBudget {
     private final long max;
+    private final InFlightBudget parent;
     private final AtomicLong used = new AtomicLong();
     private final ConcurrentLinkedQueue<Runnable> waiters = new ConcurrentLinkedQueue<>();
 
     public InFlightBudget(long maxBytes) {
+        this(maxBytes, null);
+    }
+
+    /** @param parent a budget this one also draws on, or null */
+    public InFlightBudget(long maxBytes, InFlightBudget parent) {
         if (maxBytes <= 0) {
             throw new IllegalArgumentException("in-flight byte budget must be positive: " + maxBytes);
         }
         this.max = maxBytes;
+        this.parent = parent;
     }
 
     private boolean tryAcquire(long bytes) {
@@ -31,16 +41,28 @@ public final class InFlightBudget {
                 return false;
             }
             if (used.compareAndSet(u, u + bytes)) {
-                return true;
+                break;
             }
         }
+        if (parent != null && !parent.tryAcquire(bytes)) {
+            release(bytes, false);
+            return false;
+        }
+        return true;
     }
 
     private void release(long bytes) {
+        release(bytes, true);
+    }
+
+    private void release(long bytes, boolean toParent) {
         if (bytes == 0) {
             return;
         }
         used.addAndGet(-bytes);
+        if (toParent && parent != null) {
+            parent.release(bytes);
+        }
         Runnable w;
         while ((w = waiters.poll()) != null) {
             w.run();
@@ -48,11 +70,15 @@ public final class InFlightBudget {
     }
 
     /**
-     * Runs {@code wakeUp} after the next release on this budget. The caller retries then (and
-     * right after registering, since a release may have come in between).
+     * Runs {@code wakeUp} after the next release on this budget or its parent (either may be what
+     * is full). The caller retries then (and right after registering, since a release may have
+     * come in between); a wake-up may come more than once.
      */
     void onRelease(Runnable wakeUp) {
         waiters.add(wakeUp);
+        if (parent != null) {
+            parent.onRelease(wakeUp);
+        }
     }
 
     public long used() {

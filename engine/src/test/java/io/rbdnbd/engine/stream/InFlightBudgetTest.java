@@ -67,4 +67,27 @@ class InFlightBudgetTest {
         assertEquals(1, woken.get());
         assertTrue(b.tryAcquire(5));
     }
+
+    /** The daemon's budget bounds its devices together; a device waiting on it is woken by another's release. */
+    @Test
+    void devicesDrawingOnTheDaemonsBudgetStayWithinItTogether() {
+        InFlightBudget daemon = new InFlightBudget(100);
+        InFlightBudget devA = new InFlightBudget(80, daemon);
+        InFlightBudget devB = new InFlightBudget(80, daemon);
+        InFlightBudget.Account a = devA.account(80);
+        InFlightBudget.Account b = devB.account(80);
+        assertTrue(a.tryAcquire(70));
+        assertFalse(b.tryAcquire(40), "fits device B but not the daemon");
+        assertEquals(0, devB.used(), "a refused request holds nothing in its device");
+        AtomicInteger woken = new AtomicInteger();
+        b.onRelease(woken::incrementAndGet);
+        a.release(30);
+        assertTrue(woken.get() >= 1, "device A's release woke device B");
+        assertTrue(b.tryAcquire(40));
+        assertEquals(80, daemon.used());
+        a.close();
+        b.close();
+        assertEquals(0, daemon.used(), "closing gives the daemon's share back too");
+        assertEquals(0, devA.used() + devB.used());
+    }
 }
