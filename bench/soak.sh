@@ -32,7 +32,7 @@ bound = {}
 s = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
-    if f[:1] in (["HEALTH"], ["FAULT"], ["FIO"], ["UNHEALTHY"], ["PASS"], ["FAIL"]) or line.startswith("["):
+    if f[:1] in (["HEALTH"], ["FAULT"], ["FIO"], ["UNHEALTHY"], ["NOTE"], ["PASS"], ["FAIL"]) or line.startswith("["):
         print(line.rstrip())
     if f[:1] == ["BOUND"] and len(f) == 4:
         bound[f[1]] = (int(f[2]) + int(f[3])) / 1048576 + JVM_OWN_MIB

@@ -125,6 +125,20 @@ lifecycle)
   grep -q "$c unmapped" "$log" || fail "no clean unmap logged after SIGTERM"
   [ -z "$("$rbd_nbd" list-mapped)" ] || fail "list-mapped not empty after unmap"
   [ "$("$rbd_nbd" list-mapped --format json)" = "[]" ] || fail "list-mapped --format json not [] after unmap"
+  # read-only does not stick to the device: a read-write map of the device a read-only map had
+  # writes (the block device's own flag outlives a mapping), with netlink and with the ioctls
+  for nl in on off; do
+    opts="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=$nl"
+    e=$(RBDNBD_JAVA_OPTS=$opts map file:/run/b.img --read-only --device /dev/nbd3) || exit 1
+    [ "$(sysfs "$e" ro)" = 1 ] || fail "netlink=$nl: read-only map of $e not ro"
+    "$rbd_nbd" unmap "$e" || fail "unmap $e"
+    e=$(RBDNBD_JAVA_OPTS=$opts map file:/run/a.img --device /dev/nbd3) || exit 1
+    pid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+    [ "$(sysfs "$e" ro)" = 0 ] || fail "netlink=$nl: $e still ro when mapped read-write after a read-only map"
+    dd if=/dev/zero of="$e" bs=4k count=1 oflag=direct status=none || fail "netlink=$nl: no write to $e after a read-only map of it"
+    "$rbd_nbd" unmap "$e" || fail "unmap $e"
+    for _ in $(seq 100); do [ -e "/proc/$pid" ] || break; sleep 0.1; done # the next round starts its own daemon
+  done
   ;;
 kill)
   # kill -9 of the daemon mid-write: the writer gets EIO within the io-timeout (ioctl and netlink

@@ -423,9 +423,7 @@ public final class KernelAttach {
                         if (!ready && NbdDevice.servingPid(a.index).isPresent() && (!sized || hasCapacity())) {
                             ready = true;
                             timers.cancelAll();
-                            if (readOnly) {
-                                setReadOnly();
-                            }
+                            setReadOnly();
                             ctx.getLog().info("{} ready ({} socket(s))", a.path, a.connections.size());
                             reportTo.tell(new Ready(a.path, a.device == null));
                         }
@@ -507,9 +505,14 @@ public final class KernelAttach {
             return Behaviors.same();
         }
 
+        /**
+         * The block device's own read-only flag (BLKROSET), set either way: it belongs to the
+         * device node and outlives the mapping, so a read-write map must clear what an earlier
+         * read-only one set (the kernel's NBD_FLAG_READ_ONLY alone leaves it).
+         */
         private void setReadOnly() {
             try (NbdDevice d = NbdDevice.open(a.path)) {
-                d.setReadOnly(true);
+                d.setReadOnly(readOnly);
             } catch (NativeException e) {
                 ctx.getLog().warn("{}: {}", a.path, e.getMessage());
             }

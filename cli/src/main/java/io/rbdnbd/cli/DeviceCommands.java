@@ -5,6 +5,7 @@ import com.typesafe.config.ConfigException;
 import io.rbdnbd.actors.daemon.ControlProtocol;
 import io.rbdnbd.actors.daemon.DaemonSettings;
 import io.rbdnbd.actors.daemon.DeviceRequest;
+import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.nativeio.NativeException;
 import io.rbdnbd.nativeio.NbdDevice;
 import io.rbdnbd.nativeio.NbdNetlink;
@@ -61,12 +62,16 @@ final class DeviceCommands {
         request.put("target", target);
         request.put("force", force);
         try {
-            call(DaemonSettings.from(config), request);
-            return 0;
+            if (callIfRunning(DaemonSettings.from(config), request) != null) {
+                return 0;
+            }
         } catch (CommandFailedException e) {
             if (!orphan(target)) {
                 throw e;
             }
+        }
+        if (!orphan(target)) { // no daemon: nothing is mapped, said as a daemon says it (ceph-csi reads it)
+            throw new CommandFailedException(ImageSpec.describeTarget(target) + " is not mapped", null);
         }
         // a netlink device whose server died: the kernel holds it for a re-attach; unmap ends that
         try {
@@ -97,7 +102,9 @@ final class DeviceCommands {
         Map<String, Object> request = new LinkedHashMap<>();
         request.put("op", ControlProtocol.DETACH);
         request.put("target", target);
-        call(DaemonSettings.from(config), request);
+        if (callIfRunning(DaemonSettings.from(config), request) == null) {
+            throw new CommandFailedException(ImageSpec.describeTarget(target) + " is not mapped", null);
+        }
         return 0;
     }
 

@@ -3,6 +3,7 @@ package io.rbdnbd.cli;
 import com.typesafe.config.Config;
 import io.rbdnbd.actors.ExportGuardian;
 import io.rbdnbd.engine.backend.ImageSpec;
+import io.rbdnbd.engine.backend.MemoryBackend;
 import io.rbdnbd.engine.server.ExportLimits;
 import io.rbdnbd.engine.server.TlsSettings;
 import io.rbdnbd.engine.stream.EngineSettings;
@@ -157,10 +158,11 @@ final class ServeCommand {
     int run(Config config, PrintStream out) throws CommandFailedException {
         EngineSettings settings = EngineSettings.from(config);
         try {
-            MemoryBound.export(settings, ExportLimits.from(config).maxConnections(),
-                    image instanceof ImageSpec.MemoryImage m ? m.size() : 0).requireFitsThisJvm();
+            long imageHeap = image instanceof ImageSpec.MemoryImage m ? m.size() : 0;
+            MemoryBackend.requireFitsMachine(imageHeap, MemoryBackend.machineRam());
+            MemoryBound.export(settings, ExportLimits.from(config).maxConnections(), imageHeap).requireFitsThisJvm();
             TlsSettings.from(config);
-        } catch (IllegalStateException | com.typesafe.config.ConfigException e) {
+        } catch (IllegalStateException | IllegalArgumentException | com.typesafe.config.ConfigException e) {
             throw new CommandFailedException(e.getMessage(), null);
         }
         CompletableFuture<ExportGuardian.Report> started = new CompletableFuture<>();

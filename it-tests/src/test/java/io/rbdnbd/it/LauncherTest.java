@@ -66,6 +66,57 @@ class LauncherTest {
                 && line.contains("-XX:MaxDirectMemorySize=129m"), line);
     }
 
+    /**
+     * With no daemon running nothing is mapped: unmap and detach say so as Ceph's rbd-nbd does
+     * ("rbd-nbd: SPEC is not mapped", exit 1), the line ceph-csi matches to treat the volume as
+     * already unmapped after a node restart.
+     */
+    @Test
+    void unmapWithNoDaemonSaysTheSpecIsNotMapped() {
+        java.util.Map<String, String> env = java.util.Map.of("RBDNBD_JAVA_OPTS",
+                "-Drbdnbd.daemon.run-directory=" + dir.resolve("nodaemon"));
+        String[][] cases = {{"unmap", "rbd/ns/img", "rbd/ns/img"}, {"unmap", "img", "rbd/img"},
+                {"unmap", "pool/img@snap", "pool/img@snap"}, {"detach", "rbd/img", "rbd/img"}};
+        for (String[] c : cases) {
+            Commands.Result r = Commands.run(QUICK, null, env,
+                    ServerProcess.launcherCommand(c[0], c[1]).toArray(String[]::new));
+            assertEquals(1, r.exitCode(), r.describe());
+            assertEquals("rbd-nbd: " + c[2] + " is not mapped\n", r.stderr(), r.describe());
+        }
+    }
+
+    /**
+     * The launcher sizes the heap from a memory image's size in every suffix: 409600K (400 MiB)
+     * holds a 300 MiB write (it once got a 257 MiB heap and died of OutOfMemoryError).
+     */
+    @Test
+    void aMemoryImageInKibHoldsWhatIsWrittenToIt() throws Exception {
+        Path data = dir.resolve("300m.bin");
+        byte[] chunk = new byte[1 << 20];
+        new java.util.Random(7).nextBytes(chunk);
+        try (java.io.OutputStream o = Files.newOutputStream(data)) {
+            for (int i = 0; i < 300; i++) {
+                o.write(chunk);
+            }
+        }
+        try (ServerProcess s = ServerProcess.start("memory:409600K", "--socket", dir.resolve("k.sock").toString())) {
+            Commands.ok(Commands.nbdcopy(), data.toString(), s.uri());
+            assertTrue(s.isAlive(), s.describe());
+            Path back = dir.resolve("back.bin");
+            Commands.ok(Commands.nbdcopy(), s.uri(), back.toString());
+            assertEquals(300L << 20, Files.mismatch(data, back),
+                    "the 300 MiB read back first differ where they end (the rest of the 400 MiB image is zeroes)");
+        }
+    }
+
+    /** A memory image larger than the machine is refused at start with one clear line. */
+    @Test
+    void aMemoryImageLargerThanTheMachineIsRefusedAtStart() {
+        Commands.Result r = launch("serve", "memory:64T", "--socket", dir.resolve("big.sock").toString());
+        String line = assertOneClearLine(r, 1, "larger than this machine's RAM");
+        assertTrue(line.contains("memory image of 67108864 MiB"), line);
+    }
+
     /** A foreground daemon whose heap cannot hold what its devices may have in flight is refused at start. */
     @Test
     void aDaemonHeapTooSmallForItsDevicesIsRefusedAtStart() {

@@ -256,7 +256,8 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         if (matches.size() == 1) {
             return matches.get(0);
         }
-        notFound.accept(matches.isEmpty() ? target + " is not mapped" : target + " is mapped more than once; name the device: "
+        notFound.accept(matches.isEmpty() ? ImageSpec.describeTarget(target) + " is not mapped"
+                : target + " is mapped more than once; name the device: "
                 + matches.stream().map(e -> e.device).toList());
         return null;
     }

@@ -2,6 +2,7 @@ package io.rbdnbd.engine.backend;
 
 import com.typesafe.config.Config;
 import io.rbdnbd.engine.stream.EngineSettings;
+import io.rbdnbd.nativeio.Errno;
 import io.rbdnbd.nativeio.NativeException;
 import org.apache.pekko.actor.ClassicActorSystemProvider;
 
@@ -26,7 +27,12 @@ public final class Backends {
     public static BlockBackend open(ImageSpec spec, boolean readOnly, long createSize,
                                     Config config, ClassicActorSystemProvider system, EngineSettings settings) {
         if (spec instanceof ImageSpec.MemoryImage m) {
-            return new MemoryBackend(m.size());
+            try {
+                return MemoryBackend.promised(m.size(), Runtime.getRuntime().maxMemory(), MemoryBackend.machineRam());
+            } catch (IllegalArgumentException e) {
+                throw new BackendException(Errno.ENOMEM, "cannot open image " + spec + ": "
+                        + e.getMessage(), e);
+            }
         }
         if (spec instanceof ImageSpec.Rbd r) {
             return RbdBackend.open(r, readOnly, CephSettings.from(config),

@@ -101,6 +101,19 @@ public sealed interface ImageSpec {
         return encryptionFormat == null ? r : r.withEncryption(new Rbd.Encryption(encryptionFormat, passphraseFile));
     }
 
+    /**
+     * What unmap or detach names in "TARGET is not mapped": an image spec as Ceph prints it
+     * ({@code img} is {@code rbd/img}), anything else (a device path) as given. ceph-csi matches
+     * that line to tell "already unmapped" from a failure.
+     */
+    static String describeTarget(String target) {
+        try {
+            return parse(target).toString();
+        } catch (IllegalArgumentException e) {
+            return target;
+        }
+    }
+
     /** @throws IllegalArgumentException with a message fit for the operator */
     static ImageSpec parse(String spec) {
         if (spec == null || spec.isBlank()) {

@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
@@ -23,8 +24,13 @@ public final class MemoryBackend implements BlockBackend {
     private static final int LEAF_SHIFT = 12; // 4096 chunks (256 MiB) per leaf table
     private static final int LEAF = 1 << LEAF_SHIFT;
 
+    /** Heap promised to the memory images open in this process: their whole sizes. */
+    private static final AtomicLong PROMISED = new AtomicLong();
+
     private final long size;
     private final AtomicReferenceArray<AtomicReferenceArray<byte[]>> table;
+    /** What this image promised from {@link #PROMISED}, given back once on close. */
+    private final AtomicLong promise = new AtomicLong();
 
     public MemoryBackend(long size) {
         if (size < 0) {
@@ -37,6 +43,47 @@ public final class MemoryBackend implements BlockBackend {
             throw new IllegalArgumentException("memory image too large: " + size);
         }
         this.table = new AtomicReferenceArray<>((int) leaves);
+    }
+
+    /**
+     * A memory image whose whole size is promised from this JVM's heap, so that filling it can
+     * never take the heap that the other devices and exports of the process share.
+     *
+     * @throws IllegalArgumentException when it is larger than the machine's RAM, or when it and the
+     *                                  memory images already open need more than three quarters of the heap
+     */
+    public static MemoryBackend promised(long size, long maxHeap, long machineRam) {
+        requireFitsMachine(size, machineRam);
+        long budget = maxHeap / 4 * 3;
+        while (true) {
+            long p = PROMISED.get();
+            if (p + size > budget) {
+                throw new IllegalArgumentException(String.format("a memory image of %d MiB does not fit this JVM's heap"
+                                + " (%d MiB, of which memory images may take three quarters; %d MiB are promised to"
+                                + " those open): give the JVM more with RBDNBD_JAVA_OPTS=-Xmx...",
+                        size >> 20, maxHeap >> 20, p >> 20));
+            }
+            if (PROMISED.compareAndSet(p, p + size)) {
+                break;
+            }
+        }
+        MemoryBackend b = new MemoryBackend(size);
+        b.promise.set(size);
+        return b;
+    }
+
+    /** @throws IllegalArgumentException when a memory image of {@code size} is larger than {@code machineRam} (0: unknown) */
+    public static void requireFitsMachine(long size, long machineRam) {
+        if (machineRam > 0 && size > machineRam) {
+            throw new IllegalArgumentException(String.format("a memory image of %d MiB is larger than this machine's"
+                    + " RAM (%d MiB)", size >> 20, machineRam >> 20));
+        }
+    }
+
+    /** This machine's RAM in bytes, 0 when the JVM cannot tell. */
+    public static long machineRam() {
+        java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+        return os instanceof com.sun.management.OperatingSystemMXBean sun ? sun.getTotalMemorySize() : 0;
     }
 
     @Override
@@ -209,6 +256,7 @@ public final class MemoryBackend implements BlockBackend {
         for (int i = 0; i < table.length(); i++) {
             table.set(i, null);
         }
+        PROMISED.addAndGet(-promise.getAndSet(0));
         return CompletableFuture.completedFuture(null);
     }
 }
