@@ -42,11 +42,17 @@ dd if=/run/data of="$dev" bs=1M oflag=direct status=none || fail "write 16 MiB"
 sync; echo 3 > /proc/sys/vm/drop_caches
 [ "$(head -c 16M "$dev" | md5sum)" = "$(md5sum < /run/data)" ] || fail "read back differs from what was written"
 
-# rbd resize reaches the kernel (update watch, then netlink RECONFIGURE)
+# rbd resize returns once the kernel has the new size (the update watch applies it before librbd
+# acknowledges the change: netlink RECONFIGURE), growing and shrinking, as Ceph's rbd-nbd.sh checks
+# /proc/partitions right after rbd resize
+blocks() { awk -v d="${dev#/dev/}" '$4 == d { print $3 }' /proc/partitions; }
 rbd resize --size 512M rbd/img >/dev/null 2>&1 || fail "rbd resize"
-for _ in $(seq 100); do [ "$(sysfs "$dev" size)" = 1048576 ] && break; sleep 0.1; done
+[ "$(blocks)" = 524288 ] || fail "/proc/partitions shows $(blocks) KiB right after rbd resize to 512M"
+rbd resize --size 384M --allow-shrink rbd/img >/dev/null 2>&1 || fail "rbd resize --allow-shrink"
+[ "$(blocks)" = 393216 ] || fail "/proc/partitions shows $(blocks) KiB right after rbd resize --allow-shrink to 384M"
+rbd resize --size 512M rbd/img >/dev/null 2>&1 || fail "rbd resize"
 [ "$(sysfs "$dev" size)" = 1048576 ] || fail "sysfs size $(sysfs "$dev" size) after rbd resize to 512M, expected 1048576 sectors"
-step "resize seen by the kernel"
+step "resize (grow, shrink, grow) seen by the kernel when rbd resize returned"
 
 # a snapshot maps read-only with the data of its time; writes to it fail
 rbd snap create rbd/img@s1 || fail "rbd snap create"
@@ -56,6 +62,17 @@ if dd if=/dev/zero of="$snapdev" bs=4k count=1 oflag=direct status=none 2>/dev/n
 [ "$(head -c 16M "$snapdev" | md5sum)" = "$(md5sum < /run/data)" ] || fail "the snapshot's data differs"
 "$rbd_nbd" unmap rbd/img@s1 || fail "unmap by image spec"
 step "snapshot read-only, unmapped by spec"
+
+# the snapshot by id: `rbd device unmap|detach --snap-id ID SPEC` reach rbd-nbd as SPEC --snap-id ID
+sid=$(rbd snap ls --format json rbd/img | python3 -c 'import json,sys; print([s["id"] for s in json.load(sys.stdin) if s["name"] == "s1"][0])') \
+  || fail "rbd snap ls"
+snapdev=$(map rbd/img --snap-id "$sid") || exit 1
+[ "$(head -c 16M "$snapdev" | md5sum)" = "$(md5sum < /run/data)" ] || fail "the snapshot mapped by id has other data"
+out=$("$rbd_nbd" unmap rbd/img --snap-id $((sid + 1)) 2>&1) && fail "unmap of a snap id never mapped succeeded"
+[ "$out" = "rbd-nbd: rbd/img@{id $((sid + 1))} is not mapped" ] || fail "unmap of a snap id never mapped said: $out"
+"$rbd_nbd" unmap rbd/img --snap-id "$sid" || fail "unmap rbd/img --snap-id $sid"
+[ -z "$(sysfs "$snapdev" pid)" ] || fail "$snapdev still connected after unmap --snap-id"
+step "snapshot mapped and unmapped by id"
 
 "$rbd_nbd" unmap "$dev" || fail "unmap $dev"
 [ -z "$("$rbd_nbd" list-mapped)" ] || fail "list-mapped not empty after the unmaps"

@@ -82,6 +82,10 @@ public final class DeviceSupervisor {
     private record SizeIs(long size, Throwable failure) implements Command {
     }
 
+    /** The image says it has a new size; {@code applied} completes once the kernel has it (librbd waits). */
+    private record Resized(long size, CompletableFuture<Void> applied) implements Command {
+    }
+
     private record FromImage(ImageSupervisor.Report report) implements Command {
     }
 
@@ -150,6 +154,12 @@ public final class DeviceSupervisor {
         IoStats stats = new IoStats();
         ActorRef<KernelAttach.Command> attach = ctx.spawn(
                 params.attacher().create(params.attach(), image, stats, settings, adapter), "kernel-attach");
+        ActorRef<Command> self = ctx.getSelf();
+        image.onResized(size -> { // on librbd's thread: rbd resize returns once the kernel has the size
+            CompletableFuture<Void> applied = new CompletableFuture<>();
+            self.tell(new Resized(size, applied));
+            return applied;
+        });
         return Behaviors.withTimers(timers -> {
             timers.startTimerWithFixedDelay(new CheckSize(), params.sizePollInterval());
             return new Running(ctx, image, stats, attach, params.attach().cookie(), params.quiesce(), listener,
@@ -198,10 +208,14 @@ public final class DeviceSupervisor {
                     .onMessage(SizeIs.class, s -> {
                         if (s.failure() != null) {
                             ctx.getLog().warn("cannot read the size of {}: {}", backend.describe(), s.failure().toString());
-                        } else if (s.size() != size && device != null) {
-                            ctx.getLog().info("{} changed size from {} to {} bytes", backend.describe(), size, s.size());
-                            size = s.size();
-                            attach.tell(new KernelAttach.Resize(size));
+                        } else {
+                            resize(s.size(), null);
+                        }
+                        return Behaviors.same();
+                    })
+                    .onMessage(Resized.class, r -> {
+                        if (!resize(r.size(), r.applied())) {
+                            r.applied().complete(null);
                         }
                         return Behaviors.same();
                     })
@@ -229,6 +243,20 @@ public final class DeviceSupervisor {
                         return closing(ctx, listener, device, why, r instanceof KernelAttach.AttachFailed);
                     })
                     .build();
+        }
+
+        /**
+         * Tells the kernel a new size; false when there is nothing to tell (the same size, or not
+         * attached yet: attaching gives the kernel the image's size of then).
+         */
+        private boolean resize(long newSize, CompletableFuture<Void> applied) {
+            if (newSize == size || device == null) {
+                return false;
+            }
+            ctx.getLog().info("{} changed size from {} to {} bytes", backend.describe(), size, newSize);
+            size = newSize;
+            attach.tell(new KernelAttach.Resize(size, applied));
+            return true;
         }
 
         /** The hook runs with the device's name, so the watch starts once the kernel has given it. */
@@ -270,6 +298,10 @@ public final class DeviceSupervisor {
                 .onMessage(ForceUnmap.class, u -> Behaviors.same())
                 .onMessage(CheckSize.class, c -> Behaviors.same())
                 .onMessage(SizeIs.class, s -> Behaviors.same())
+                .onMessage(Resized.class, r -> {
+                    r.applied().complete(null); // the device is going: nothing to resize
+                    return Behaviors.same();
+                })
                 .onMessage(FromImage.class, m -> Behaviors.same())
                 .onMessage(BackendClosed.class, c -> {
                     if (c.failure() != null) {

@@ -84,7 +84,8 @@ public final class KernelAttach {
     }
 
     /** Tell the kernel the image now has {@code size} bytes. */
-    public record Resize(long size) implements Command {
+    /** @param applied completed once the kernel has the size (partitions are re-read after), or null */
+    public record Resize(long size, java.util.concurrent.CompletableFuture<Void> applied) implements Command {
     }
 
     private record DoItEnded(Throwable failure) implements Command {
@@ -328,15 +329,21 @@ public final class KernelAttach {
             }
         }
 
-        /** Netlink RECONFIGURE (with the cookie), or NBD_SET_SIZE then a partition re-read. */
-        void resize(long size) throws NativeException {
+        /**
+         * Netlink RECONFIGURE (with the cookie), or NBD_SET_SIZE then a partition re-read.
+         * {@code sizeApplied} runs once the kernel has the size, before the re-read: that reads
+         * through the device, which may wait for whoever waits for the size (librbd's notification).
+         */
+        void resize(long size, Runnable sizeApplied) throws NativeException {
             if (device == null) {
                 try (NbdNetlink nl = NbdNetlink.open()) {
                     nl.resize(index, size, cookie);
                 }
+                sizeApplied.run();
                 return;
             }
             device.setSize(size);
+            sizeApplied.run();
             try {
                 device.rereadPartitions();
             } catch (NativeException e) {
@@ -431,11 +438,18 @@ public final class KernelAttach {
                     })
                     .onMessage(Resize.class, r -> {
                         try {
-                            a.resize(r.size());
+                            a.resize(r.size(), () -> {
+                                if (r.applied() != null) {
+                                    r.applied().complete(null);
+                                }
+                            });
                             ctx.getLog().info("{} resized to {} bytes", a.path, r.size());
                         } catch (NativeException e) {
                             ctx.getLog().error("{}: the image is now {} bytes but the kernel refused the size: {}",
                                     a.path, r.size(), e.getMessage());
+                            if (r.applied() != null) {
+                                r.applied().completeExceptionally(e);
+                            }
                         }
                         return Behaviors.same();
                     })

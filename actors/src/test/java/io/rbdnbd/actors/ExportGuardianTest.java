@@ -97,7 +97,7 @@ class ExportGuardianTest {
         ActorRef<ExportGuardian.Command> guardian = testKit.spawn(ExportGuardian.create(
                 params(new ImageSpec.MemoryImage(Long.MAX_VALUE), -1, dir.resolve("s")), settings, reports.getRef()));
         ExportGuardian.Failed failed = reports.expectMessageClass(ExportGuardian.Failed.class);
-        assertTrue(failed.reason().contains("too large"), failed.reason());
+        assertTrue(failed.reason().contains("larger than this machine's RAM"), failed.reason());
         reports.expectTerminated(guardian);
     }
     /**

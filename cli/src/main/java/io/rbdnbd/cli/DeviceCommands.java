@@ -44,6 +44,10 @@ final class DeviceCommands {
         }
         if (!attach) {
             KernelModule.load(o.nbdsMax(), o.maxPart(), err);
+            if (!NbdDevice.driverPresent()) { // before the image: a dead cluster's timeout would hide this
+                throw new CommandFailedException("no nbd driver: /sys/block/nbd0 is missing and modprobe nbd did not"
+                        + " load it", null);
+            }
         }
         Map<String, Object> request = new LinkedHashMap<>();
         request.put("op", ControlProtocol.MAP);
@@ -56,10 +60,11 @@ final class DeviceCommands {
     }
 
     /** Unmaps a device named by path or image spec and waits until it is gone. */
-    static int unmap(String target, boolean force, Config config) throws CommandFailedException {
+    static int unmap(String target, long snapId, boolean force, Config config) throws CommandFailedException {
         Map<String, Object> request = new LinkedHashMap<>();
         request.put("op", ControlProtocol.UNMAP);
         request.put("target", target);
+        request.put("snap-id", snapId);
         request.put("force", force);
         try {
             if (callIfRunning(DaemonSettings.from(config), request) != null) {
@@ -71,7 +76,7 @@ final class DeviceCommands {
             }
         }
         if (!orphan(target)) { // no daemon: nothing is mapped, said as a daemon says it (ceph-csi reads it)
-            throw new CommandFailedException(ImageSpec.describeTarget(target) + " is not mapped", null);
+            throw new CommandFailedException(ImageSpec.describeTarget(target, snapId) + " is not mapped", null);
         }
         // a netlink device whose server died: the kernel holds it for a re-attach; unmap ends that
         try {
@@ -98,12 +103,13 @@ final class DeviceCommands {
         return NbdDevice.orphaned(NbdDevice.index(target));
     }
 
-    static int detach(String target, Config config) throws CommandFailedException {
+    static int detach(String target, long snapId, Config config) throws CommandFailedException {
         Map<String, Object> request = new LinkedHashMap<>();
         request.put("op", ControlProtocol.DETACH);
         request.put("target", target);
+        request.put("snap-id", snapId);
         if (callIfRunning(DaemonSettings.from(config), request) == null) {
-            throw new CommandFailedException(ImageSpec.describeTarget(target) + " is not mapped", null);
+            throw new CommandFailedException(ImageSpec.describeTarget(target, snapId) + " is not mapped", null);
         }
         return 0;
     }

@@ -5,7 +5,9 @@ import com.typesafe.config.ConfigException;
 import com.typesafe.config.ConfigFactory;
 
 import java.io.PrintStream;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 
 /** Entry point of {@code bin/rbd-nbd}: picks the command and turns failures into one line and an exit code. */
 public final class Main {
@@ -30,9 +32,20 @@ public final class Main {
             "--show-cookie", "--try-netlink", "--quiesce", "--pretty-format", "--force", "--exit-when-idle");
 
     static int run(String[] args, PrintStream out, PrintStream err) {
-        if (args.length == 0 || args[0].equals("-h") || args[0].equals("--help") || args[0].equals("help")) {
-            (args.length == 0 ? err : out).print(usage());
-            return args.length == 0 ? EXIT_USAGE : 0;
+        if (args.length == 0) {
+            err.print(usage());
+            return EXIT_USAGE;
+        }
+        // As Ceph's: --help or --version anywhere (`map --help` too) answers on stdout, exit 0
+        for (String a : args) {
+            if (a.equals("-h") || a.equals("--help") || a.equals(args[0]) && a.equals("help")) {
+                out.print(usage());
+                return 0;
+            }
+            if (a.equals("-v") || a.equals("--version")) {
+                out.println(version());
+                return 0;
+            }
         }
         try {
             args = commandFirst(args);
@@ -45,12 +58,23 @@ public final class Main {
                 }
                 case "map" -> DeviceCommands.map(MapOptions.parse(command, rest), false, loadConfig(), out, err);
                 case "attach" -> DeviceCommands.map(MapOptions.parse(command, rest), true, loadConfig(), out, err);
-                case "unmap" -> {
-                    boolean force = Arrays.asList(rest).contains("--force");
-                    String[] targets = Arrays.stream(rest).filter(a -> !a.equals("--force")).toArray(String[]::new);
-                    yield DeviceCommands.unmap(oneTarget(command, targets), force, loadConfig());
+                case "unmap", "detach" -> {
+                    boolean force = command.equals("unmap") && Arrays.asList(rest).contains("--force");
+                    long snapId = -1;
+                    List<String> targets = new ArrayList<>();
+                    for (int i = 0; i < rest.length; i++) {
+                        String a = rest[i];
+                        if (a.equals("--snap-id") || a.startsWith("--snap-id=")) { // rbd device unmap|detach --snap-id
+                            String v = a.contains("=") ? a.substring(a.indexOf('=') + 1) : i + 1 < rest.length ? rest[++i] : "";
+                            snapId = snapIdValue(command, v);
+                        } else if (!(force && a.equals("--force"))) {
+                            targets.add(a);
+                        }
+                    }
+                    String target = oneTarget(command, targets.toArray(String[]::new));
+                    yield command.equals("unmap") ? DeviceCommands.unmap(target, snapId, force, loadConfig())
+                            : DeviceCommands.detach(target, snapId, loadConfig());
                 }
-                case "detach" -> DeviceCommands.detach(oneTarget(command, rest), loadConfig());
                 case "list-mapped" -> DeviceCommands.listMapped(rest, loadConfig(), out);
                 case "stats" -> DeviceCommands.stats(rest, loadConfig(), out);
                 case DaemonCommand.COMMAND -> DaemonCommand.run(rest, loadConfig());
@@ -93,10 +117,40 @@ public final class Main {
                 throw new UsageException("unknown command '" + a + "'");
             }
             if (!FLAGS.contains(a) && !a.contains("=")) {
+                if (i + 1 < args.length && COMMANDS.contains(args[i + 1])
+                        && Arrays.stream(args, i + 2, args.length).noneMatch(COMMANDS::contains)) {
+                    // the only command word stands where this option's value would: it takes none we know of
+                    throw new UsageException("unknown option '" + a + "'");
+                }
                 i++; // its value
             }
         }
         throw new UsageException("no command given");
+    }
+
+    /** What --version prints: this program's version and what it stands in for. */
+    static String version() {
+        java.util.Properties p = new java.util.Properties();
+        try (java.io.InputStream in = Main.class.getResourceAsStream("/rbdnbd-version.properties")) {
+            if (in != null) {
+                p.load(in);
+            }
+        } catch (java.io.IOException e) {
+            // no version to tell
+        }
+        return "rbdnbd version " + p.getProperty("version", "unknown") + " (rbd-nbd of Ceph 16.2.15, on Apache Pekko)";
+    }
+
+    private static long snapIdValue(String command, String v) throws UsageException {
+        try {
+            long id = Long.parseLong(v);
+            if (id >= 0) {
+                return id;
+            }
+        } catch (NumberFormatException e) {
+            // said below
+        }
+        throw new UsageException(command + ": --snap-id wants a snapshot id (>= 0), got '" + v + "'");
     }
 
     private static String oneTarget(String command, String[] rest) throws UsageException {

@@ -29,7 +29,7 @@ class DaemonJvmOptionsTest {
 
     @Test
     void theDefaultsGiveTheDaemon() {
-        assertEquals(List.of("-Xmx401m", "-XX:MaxDirectMemorySize=65m"),
+        assertEquals(List.of("-Xmx401m", "-XX:MaxDirectMemorySize=81m"),
                 KernelBudget.bound(ConfigFactory.load()).jvmOptions(), "64 devices, 128 MiB in flight together");
     }
 }

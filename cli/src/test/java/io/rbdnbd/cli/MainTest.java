@@ -12,6 +12,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -41,8 +42,34 @@ class MainTest {
         assertTrue(o.out().contains("serve IMAGE"), o.out());
     }
 
+    /** As Ceph's rbd-nbd: every command's --help is the usage on stdout, exit 0; ceph-csi probes it for --cookie. */
+    @ParameterizedTest
+    @CsvSource({"--help", "-h", "help", "map --help", "unmap -h", "list-mapped --help", "serve memory:1M --help",
+            "attach --device /dev/nbd0 --help"})
+    void everyHelpIsTheUsageOnStdout(String line) {
+        Outcome o = run(line.split(" "));
+        assertEquals(0, o.code(), o.err());
+        assertEquals("", o.err());
+        assertTrue(o.out().contains("serve IMAGE") && o.out().contains("--cookie"), o.out());
+    }
+
+    @ParameterizedTest
+    @CsvSource({"--version", "-v", "map rbd/img --version"})
+    void versionSucceedsOnStdout(String line) {
+        Outcome o = run(line.split(" "));
+        assertEquals(0, o.code(), o.err());
+        assertTrue(o.out().matches("rbdnbd version \\S+ \\(rbd-nbd of Ceph 16\\.2\\.15, on Apache Pekko\\)\\n"), o.out());
+        assertFalse(o.out().contains("unknown"), "the version comes from the build: " + o.out());
+    }
+
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
+            "--foo list-mapped | unknown option '--foo'",
+            "unmap rbd/img --snap-id x | --snap-id wants a snapshot id",
+            "detach rbd/img --snap-id=-2 | --snap-id wants a snapshot id",
+            "unmap rbd/img --snap-id | --snap-id wants a snapshot id",
+            "unmap rbd/img other | give one device",
+            "--foo=1 --bar map | unknown option '--bar'",
             "frobnicate | unknown command 'frobnicate'",
             "serve | no image given",
             "serve memory:1G | give --socket PATH or --listen HOST:PORT",

@@ -62,8 +62,8 @@ class LauncherTest {
                 ServerProcess.launcherCommand("serve", "memory:1M", "--socket", dir.resolve("s").toString())
                         .toArray(String[]::new));
         String line = assertOneClearLine(r, 1, "export.max-connections 256");
-        assertTrue(line.contains("128 MiB of direct memory") && line.contains("32 MiB direct")
-                && line.contains("-XX:MaxDirectMemorySize=129m"), line);
+        assertTrue(line.contains("144 MiB of direct memory") && line.contains("32 MiB direct")
+                && line.contains("-XX:MaxDirectMemorySize=145m"), line);
     }
 
     /**
@@ -75,13 +75,14 @@ class LauncherTest {
     void unmapWithNoDaemonSaysTheSpecIsNotMapped() {
         java.util.Map<String, String> env = java.util.Map.of("RBDNBD_JAVA_OPTS",
                 "-Drbdnbd.daemon.run-directory=" + dir.resolve("nodaemon"));
-        String[][] cases = {{"unmap", "rbd/ns/img", "rbd/ns/img"}, {"unmap", "img", "rbd/img"},
-                {"unmap", "pool/img@snap", "pool/img@snap"}, {"detach", "rbd/img", "rbd/img"}};
+        String[][] cases = {{"unmap rbd/ns/img", "rbd/ns/img"}, {"unmap img", "rbd/img"},
+                {"unmap pool/img@snap", "pool/img@snap"}, {"detach rbd/img", "rbd/img"},
+                {"unmap rbd/img --snap-id 4", "rbd/img@{id 4}"}, {"detach --snap-id=4 rbd/img", "rbd/img@{id 4}"}};
         for (String[] c : cases) {
             Commands.Result r = Commands.run(QUICK, null, env,
-                    ServerProcess.launcherCommand(c[0], c[1]).toArray(String[]::new));
+                    ServerProcess.launcherCommand(c[0].split(" ")).toArray(String[]::new));
             assertEquals(1, r.exitCode(), r.describe());
-            assertEquals("rbd-nbd: " + c[2] + " is not mapped\n", r.stderr(), r.describe());
+            assertEquals("rbd-nbd: " + c[1] + " is not mapped\n", r.stderr(), r.describe());
         }
     }
 
@@ -115,6 +116,25 @@ class LauncherTest {
         Commands.Result r = launch("serve", "memory:64T", "--socket", dir.resolve("big.sock").toString());
         String line = assertOneClearLine(r, 1, "larger than this machine's RAM");
         assertTrue(line.contains("memory image of 67108864 MiB"), line);
+    }
+
+    /**
+     * This machine has no nbd driver: map says so before it starts a daemon or opens the image
+     * (an RBD image of a dead cluster would otherwise hide it behind a 30 s connect timeout).
+     */
+    @Test
+    void mapWithoutTheNbdDriverSaysSoFirst() {
+        org.junit.jupiter.api.Assumptions.assumeFalse(Files.exists(Path.of("/sys/block/nbd0")),
+                "this machine has an nbd driver");
+        Path run = dir.resolve("nodriver");
+        Commands.Result r = Commands.run(QUICK, null, java.util.Map.of("RBDNBD_JAVA_OPTS",
+                        "-Drbdnbd.daemon.run-directory=" + run + " -Drbdnbd.ceph.connect-timeout=30s"),
+                ServerProcess.launcherCommand("map", "rbd/img", "-m", "127.0.0.1:1").toArray(String[]::new));
+        assertEquals(1, r.exitCode(), r.describe());
+        List<String> lines = r.stderr().lines().toList();
+        assertEquals("rbd-nbd: no nbd driver: /sys/block/nbd0 is missing and modprobe nbd did not load it",
+                lines.get(lines.size() - 1), r.describe());
+        assertFalse(Files.exists(run.resolve("control.sock")), "no daemon was started");
     }
 
     /** A foreground daemon whose heap cannot hold what its devices may have in flight is refused at start. */

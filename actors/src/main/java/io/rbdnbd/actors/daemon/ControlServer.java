@@ -104,12 +104,14 @@ public final class ControlServer implements AutoCloseable {
                             : ControlProtocol.ok(Map.of("device", reply.device(), "cookie", reply.cookie())));
                 }
                 case ControlProtocol.UNMAP -> {
-                    return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout, to -> new DaemonGuardian.Unmap(request.getString("target"),
-                            request.hasPath("force") && request.getBoolean("force"), to), ControlServer::reply);
+                    return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout, to -> new DaemonGuardian.Unmap(
+                            request.getString("target"), snapId(request), request.hasPath("force") && request.getBoolean("force"),
+                            to), ControlServer::reply);
                 }
                 case ControlProtocol.DETACH -> {
                     return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout,
-                            to -> new DaemonGuardian.Detach(request.getString("target"), to), ControlServer::reply);
+                            to -> new DaemonGuardian.Detach(request.getString("target"), snapId(request), to),
+                            ControlServer::reply);
                 }
                 case ControlProtocol.LIST -> {
                     return ControlServer.<DaemonGuardian.Listing>ask(daemon, scheduler, timeout, DaemonGuardian.ListDevices::new,
@@ -156,6 +158,11 @@ public final class ControlServer implements AutoCloseable {
 
     private static Map<String, Object> reply(DaemonGuardian.Reply r) {
         return r.error() != null ? ControlProtocol.error(r.error()) : ControlProtocol.ok(Map.of());
+    }
+
+    /** The snapshot id an unmap or detach names (rbd device unmap --snap-id), -1 when none. */
+    private static long snapId(Config request) {
+        return request.hasPath("snap-id") ? request.getLong("snap-id") : -1;
     }
 
     private static <T> CompletionStage<Map<String, Object>> ask(ActorRef<DaemonGuardian.Command> daemon,

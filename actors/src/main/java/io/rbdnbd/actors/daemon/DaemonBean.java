@@ -54,12 +54,12 @@ public final class DaemonBean implements DaemonMXBean {
 
     @Override
     public void unmap(String deviceOrImage, boolean force) {
-        check(this.<DaemonGuardian.Reply>ask(to -> new DaemonGuardian.Unmap(deviceOrImage, force, to)));
+        check(this.<DaemonGuardian.Reply>ask(to -> new DaemonGuardian.Unmap(deviceOrImage, -1, force, to)));
     }
 
     @Override
     public void detach(String deviceOrImage) {
-        check(this.<DaemonGuardian.Reply>ask(to -> new DaemonGuardian.Detach(deviceOrImage, to)));
+        check(this.<DaemonGuardian.Reply>ask(to -> new DaemonGuardian.Detach(deviceOrImage, -1, to)));
     }
 
     private static void check(DaemonGuardian.Reply r) {

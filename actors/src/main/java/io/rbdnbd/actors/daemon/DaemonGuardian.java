@@ -49,12 +49,15 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     public record MapReply(String device, String cookie, String error) {
     }
 
-    /** Unmap the device named by path or image spec; the reply comes once it is gone. */
-    public record Unmap(String target, boolean force, ActorRef<Reply> replyTo) implements Command {
+    /**
+     * Unmap the device named by path or image spec (with {@code snapId} >= 0: that snapshot of the
+     * image, as {@code rbd device unmap --snap-id} names it); the reply comes once it is gone.
+     */
+    public record Unmap(String target, long snapId, boolean force, ActorRef<Reply> replyTo) implements Command {
     }
 
     /** Stop serving a netlink device but leave it to the kernel for a later attach. */
-    public record Detach(String target, ActorRef<Reply> replyTo) implements Command {
+    public record Detach(String target, long snapId, ActorRef<Reply> replyTo) implements Command {
     }
 
     /** @param error null when done */
@@ -211,7 +214,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     }
 
     private Behavior<Command> onUnmap(Unmap u) {
-        Entry e = find(u.target(), error -> u.replyTo().tell(new Reply(error)));
+        Entry e = find(u.target(), u.snapId(), error -> u.replyTo().tell(new Reply(error)));
         if (e == null) {
             return this;
         }
@@ -222,7 +225,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     }
 
     private Behavior<Command> onDetach(Detach d) {
-        Entry e = find(d.target(), error -> d.replyTo().tell(new Reply(error)));
+        Entry e = find(d.target(), d.snapId(), error -> d.replyTo().tell(new Reply(error)));
         if (e == null) {
             return this;
         }
@@ -239,24 +242,28 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         return this;
     }
 
-    /** The one entry a device path or image spec names; else null, after telling {@code notFound} why. */
-    private Entry find(String target, java.util.function.Consumer<String> notFound) {
+    /**
+     * The one entry a device path or image spec names (a snapshot of it by id when {@code snapId}
+     * >= 0); else null, after telling {@code notFound} why.
+     */
+    private Entry find(String target, long snapId, java.util.function.Consumer<String> notFound) {
         List<Entry> matches = new ArrayList<>();
         String spec = null;
         try {
-            spec = ImageSpec.parse(target).toString();
+            ImageSpec s = ImageSpec.parse(target);
+            spec = (snapId >= 0 && s instanceof ImageSpec.Rbd r ? r.withSnapId(snapId) : s).toString();
         } catch (IllegalArgumentException e) {
-            // not an image spec: only a device path can match
+            // not an image spec (or a snapshot by name and by id at once): only a device path can match
         }
         for (Entry e : entries.values()) {
-            if (target.equals(e.device) || (spec != null && spec.equals(e.request.image().toString()))) {
+            if ((snapId < 0 && target.equals(e.device)) || (spec != null && spec.equals(e.request.image().toString()))) {
                 matches.add(e);
             }
         }
         if (matches.size() == 1) {
             return matches.get(0);
         }
-        notFound.accept(matches.isEmpty() ? ImageSpec.describeTarget(target) + " is not mapped"
+        notFound.accept(matches.isEmpty() ? (spec != null ? spec : target) + " is not mapped"
                 : target + " is mapped more than once; name the device: "
                 + matches.stream().map(e -> e.device).toList());
         return null;
@@ -278,7 +285,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         if (s.target().isEmpty()) {
             entries.values().stream().filter(e -> e.view != null).forEach(e -> views.add(e.view));
         } else {
-            Entry e = find(s.target(), error -> s.replyTo().tell(new StatsReply(null, error)));
+            Entry e = find(s.target(), -1, error -> s.replyTo().tell(new StatsReply(null, error)));
             if (e == null) {
                 return this;
             }

@@ -57,7 +57,7 @@ class DaemonGuardianTest {
 
     private static DaemonGuardian.Reply unmap(ActorRef<DaemonGuardian.Command> d, String target, boolean force) {
         TestProbe<DaemonGuardian.Reply> p = testKit.createTestProbe();
-        d.tell(new DaemonGuardian.Unmap(target, force, p.getRef()));
+        d.tell(new DaemonGuardian.Unmap(target, -1, force, p.getRef()));
         return p.expectMessageClass(DaemonGuardian.Reply.class, Duration.ofSeconds(10));
     }
 
@@ -139,12 +139,12 @@ class DaemonGuardianTest {
         ActorRef<DaemonGuardian.Command> d = daemon(ioctl, false);
         String a = map(d, "image = \"memory:1M\"").device();
         TestProbe<DaemonGuardian.Reply> p = testKit.createTestProbe();
-        d.tell(new DaemonGuardian.Detach(a, p.getRef()));
+        d.tell(new DaemonGuardian.Detach(a, -1, p.getRef()));
         assertTrue(p.expectMessageClass(DaemonGuardian.Reply.class).error().contains("needs netlink"));
         FakeAttach netlink = new FakeAttach(true);
         ActorRef<DaemonGuardian.Command> n = daemon(netlink, false);
         String b = map(n, "image = \"memory:1M\"").device();
-        n.tell(new DaemonGuardian.Detach(b, p.getRef()));
+        n.tell(new DaemonGuardian.Detach(b, -1, p.getRef()));
         assertNull(p.expectMessageClass(DaemonGuardian.Reply.class).error());
         assertEquals("detached", netlink.lastCommand.get(b));
     }

@@ -27,9 +27,26 @@ public interface BlockBackend {
     /**
      * Asks the image for its size again (someone may have resized it) and completes with it;
      * {@link #size()} returns the new value from then on. The owner of the device decides what
-     * to tell the kernel; a backend never does that from its own callback threads.
+     * to tell the kernel.
      */
     CompletionStage<Long> refreshSize();
+
+    /**
+     * Whom to tell of a new size while the image's own change notification is still being
+     * handled: {@code rbd resize} returns once the image's watchers have acknowledged it, so a
+     * device that has its new size by then is resized "synchronously", as Ceph's rbd-nbd does.
+     * Backends without such notifications (file, memory) never call it; the owner's size poll
+     * covers them. Replaces any earlier listener.
+     */
+    default void onResized(SizeListener listener) {
+    }
+
+    /** Told of a new size on the backend's notification thread, which waits (bounded) for the stage. */
+    @FunctionalInterface
+    interface SizeListener {
+        /** Applies {@code size} to whatever shows the image; completes once it is applied. */
+        CompletionStage<?> resized(long size);
+    }
 
     /** True when the image itself cannot be written (a snapshot, a file opened read-only). */
     boolean readOnly();

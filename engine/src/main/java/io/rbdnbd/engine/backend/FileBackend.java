@@ -26,6 +26,8 @@ public final class FileBackend implements BlockBackend {
     private static final Logger log = LoggerFactory.getLogger(FileBackend.class);
     /** Data moves through a per-thread direct buffer of this size, in pieces. */
     private static final int IO_PIECE = 1 << 20;
+    /** Direct memory each file-io thread holds (its piece buffer, kept for the thread's life). */
+    public static final long DIRECT_BYTES_PER_THREAD = IO_PIECE;
     private static final ThreadLocal<ByteBuffer> PIECE = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(IO_PIECE));
     /** Block status answers at most this many extents per request; the client asks again. */
     private static final int MAX_EXTENTS = 1024;

@@ -105,10 +105,13 @@ public sealed interface ImageSpec {
      * What unmap or detach names in "TARGET is not mapped": an image spec as Ceph prints it
      * ({@code img} is {@code rbd/img}), anything else (a device path) as given. ceph-csi matches
      * that line to tell "already unmapped" from a failure.
+     *
+     * @param snapId a snapshot of the image by id (unmap --snap-id), or -1
      */
-    static String describeTarget(String target) {
+    static String describeTarget(String target, long snapId) {
         try {
-            return parse(target).toString();
+            ImageSpec s = parse(target);
+            return (snapId >= 0 && s instanceof Rbd r ? r.withSnapId(snapId) : s).toString();
         } catch (IllegalArgumentException e) {
             return target;
         }

@@ -43,7 +43,11 @@ public final class RbdBackend implements BlockBackend {
     private final RbdImage image;
     private final Executor blocking;
     private final boolean wholeObjectStatus;
+    /** How long librbd's notification thread waits for the device to take a new size. */
+    private static final java.time.Duration RESIZE_WAIT = java.time.Duration.ofSeconds(10);
+
     private volatile long size;
+    private volatile SizeListener sizeListener;
 
     private RbdBackend(ImageSpec.Rbd spec, RadosCluster cluster, RbdImage image, Executor blocking,
                        boolean wholeObjectStatus, long size) {
@@ -102,14 +106,40 @@ public final class RbdBackend implements BlockBackend {
     }
 
     /** On librbd's watch thread: learn the new size elsewhere, so new connections see it at once. */
+    /**
+     * On librbd's notification thread, before librbd acknowledges the header change: a new size
+     * is applied to the device (the listener) before {@code rbd resize} returns. Bounded by
+     * {@link #RESIZE_WAIT}, so a stuck owner cannot hold librbd's thread for long.
+     */
     private void headerChanged() {
-        blocking.execute(() -> {
-            try {
-                size = image.size();
-            } catch (NativeException e) {
-                log.warn("{}: cannot read the size after a header change: {}", describe(), e.getMessage());
-            }
-        });
+        long now;
+        try {
+            now = image.size();
+        } catch (NativeException e) {
+            log.warn("{}: cannot read the size after a header change: {}", describe(), e.getMessage());
+            return;
+        }
+        long before = size;
+        size = now;
+        SizeListener l = sizeListener;
+        if (now == before || l == null) {
+            return;
+        }
+        try {
+            l.resized(now).toCompletableFuture().get(RESIZE_WAIT.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.TimeoutException e) {
+            log.warn("{}: the device did not take the new size {} within {}; the size poll will", describe(), now,
+                    RESIZE_WAIT);
+        } catch (java.util.concurrent.ExecutionException e) {
+            log.warn("{}: applying the new size {}: {}", describe(), now, e.getCause().toString());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void onResized(SizeListener listener) {
+        this.sizeListener = listener;
     }
 
     @Override

@@ -178,6 +178,15 @@ public final class ReopenableBackend implements BlockBackend {
         this.onLost = onLost;
     }
 
+    /** Told of every handle's new size, the reopened ones' too. */
+    private volatile SizeListener sizeListener;
+
+    @Override
+    public void onResized(SizeListener listener) {
+        this.sizeListener = listener;
+        state.get().last().backend.onResized(listener);
+    }
+
     // ---- for the owner ----
 
     /**
@@ -200,6 +209,10 @@ public final class ReopenableBackend implements BlockBackend {
             Up up = new Up(new Handle(s.last().generation + 1, fresh));
             if (!state.compareAndSet(s, up)) {
                 continue;
+            }
+            SizeListener sizes = sizeListener;
+            if (sizes != null) {
+                fresh.onResized(sizes);
             }
             if (s instanceof Down d) {
                 Map.Entry<Long, Waiter<?>> e;

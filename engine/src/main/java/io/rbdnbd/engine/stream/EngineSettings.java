@@ -10,7 +10,7 @@ public record EngineSettings(int iodepth, long maxInFlightBytes, long maxInFligh
                              int replyBatchBytes,
                              int socketReadBytes, Duration payloadTimeout, Duration badClientLogInterval,
                              long drainTimeoutMillis, String socketIoDispatcher, String fileIoDispatcher,
-                             long heapBase) {
+                             long heapBase, int fileIoThreads) {
 
     public static EngineSettings from(Config root) {
         Config c = root.getConfig("rbdnbd.engine");
@@ -26,7 +26,8 @@ public record EngineSettings(int iodepth, long maxInFlightBytes, long maxInFligh
                 c.getDuration("drain-timeout").toMillis(),
                 c.getString("socket-io-dispatcher"),
                 c.getString("file-io-dispatcher"),
-                c.getBytes("heap-base"));
+                c.getBytes("heap-base"),
+                fileIoThreads(root, c.getString("file-io-dispatcher")));
         require(c, "iodepth", s.iodepth >= 1 && s.iodepth <= 65536, "must be 1..65536, is " + s.iodepth);
         require(c, "max-in-flight-bytes", s.maxInFlightBytes >= 1, "must be positive");
         require(c, "max-in-flight-bytes-per-connection", s.maxInFlightBytesPerConnection >= 1, "must be positive");
@@ -38,6 +39,12 @@ public record EngineSettings(int iodepth, long maxInFlightBytes, long maxInFligh
         require(c, "heap-base", s.heapBase >= 0, "must not be negative");
         require(c, "bad-client-log-interval", !s.badClientLogInterval.isNegative(), "must not be negative");
         return s;
+    }
+
+    /** Threads of the file backend's dispatcher (each holds a direct buffer): its fixed pool size. */
+    private static int fileIoThreads(Config root, String dispatcher) {
+        String key = dispatcher + ".thread-pool-executor.fixed-pool-size";
+        return root.hasPath(key) ? root.getInt(key) : 16;
     }
 
     /** These settings with some values replaced, e.g. {@code "iodepth", 8} (tests, benchmarks). */

@@ -13,6 +13,8 @@ import java.nio.ByteBuffer;
  */
 public final class FdConnection implements BlockingConnection {
     private static final int BUFFER = 256 * 1024;
+    /** Direct memory one connection holds: its read buffer and its write buffer. */
+    public static final long DIRECT_BYTES = 2L * BUFFER;
 
     private final int fd;
     private final ByteBuffer readBuf = ByteBuffer.allocateDirect(BUFFER);

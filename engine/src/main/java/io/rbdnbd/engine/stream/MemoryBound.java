@@ -23,16 +23,21 @@ public record MemoryBound(long heapBytes, long directBytes, String terms) {
         return 2L * s.socketReadBytes();
     }
 
+    /** The file backend's threads keep a direct buffer each (used or not: the bound is what may be). */
+    private static long fileIoDirect(EngineSettings s) {
+        return s.fileIoThreads() * io.rbdnbd.engine.backend.FileBackend.DIRECT_BYTES_PER_THREAD;
+    }
+
     /** One export with at most {@code maxConnections} clients, its image holding {@code imageHeapBytes} of heap (memory:). */
     public static MemoryBound export(EngineSettings s, int maxConnections, long imageHeapBytes) {
         return new MemoryBound(
                 s.heapBase() + s.maxInFlightBytes() + maxConnections * heapPerConnection(s) + imageHeapBytes,
-                maxConnections * directPerConnection(s),
+                maxConnections * directPerConnection(s) + fileIoDirect(s),
                 String.format("heap: rbdnbd.engine.heap-base %d MiB + max-in-flight-bytes %d MiB + export.max-connections"
-                                + " %d x 4 x socket-read-bytes %d KiB%s; direct: %d x 2 x %d KiB",
+                                + " %d x 4 x socket-read-bytes %d KiB%s; direct: %d x 2 x %d KiB + %d file-io threads x 1 MiB",
                         mib(s.heapBase()), mib(s.maxInFlightBytes()), maxConnections, s.socketReadBytes() >> 10,
                         imageHeapBytes > 0 ? " + the memory image " + mib(imageHeapBytes) + " MiB" : "",
-                        maxConnections, s.socketReadBytes() >> 10));
+                        maxConnections, s.socketReadBytes() >> 10, s.fileIoThreads()));
     }
 
     /**
@@ -44,12 +49,12 @@ public record MemoryBound(long heapBytes, long directBytes, String terms) {
         long connections = (long) maxDevices * socketsPerDevice;
         return new MemoryBound(
                 s.heapBase() + sharedInFlightBytes + connections * heapPerConnection(s),
-                connections * directPerConnection(s),
+                connections * FdConnection.DIRECT_BYTES + fileIoDirect(s),
                 String.format("heap: rbdnbd.engine.heap-base %d MiB + rbdnbd.kernel.max-in-flight-bytes %d MiB"
                                 + " + rbdnbd.kernel.max-devices %d x %d sockets x 4 x socket-read-bytes %d KiB;"
-                                + " direct: %d sockets x 2 x %d KiB",
+                                + " direct: %d sockets x %d KiB + %d file-io threads x 1 MiB",
                         mib(s.heapBase()), mib(sharedInFlightBytes), maxDevices, socketsPerDevice,
-                        s.socketReadBytes() >> 10, connections, s.socketReadBytes() >> 10));
+                        s.socketReadBytes() >> 10, connections, FdConnection.DIRECT_BYTES >> 10, s.fileIoThreads()));
     }
 
     /**

@@ -16,8 +16,8 @@ class MemoryBoundTest {
     void anExportsBoundWithTheDefaults() {
         MemoryBound b = MemoryBound.export(EngineSettings.with(), 256, 0);
         assertEquals((64 + 64 + 256) * MIB, b.heapBytes(), "base + in flight + 256 connections x 4 x 256 KiB");
-        assertEquals(128 * MIB, b.directBytes(), "256 connections x 2 x 256 KiB");
-        assertEquals(List.of("-Xmx481m", "-XX:MaxDirectMemorySize=129m"), b.jvmOptions());
+        assertEquals((128 + 16) * MIB, b.directBytes(), "256 connections x 2 x 256 KiB + 16 file-io threads x 1 MiB");
+        assertEquals(List.of("-Xmx481m", "-XX:MaxDirectMemorySize=145m"), b.jvmOptions());
     }
 
     @Test
@@ -30,7 +30,7 @@ class MemoryBoundTest {
     void kernelDevicesShareOneInFlightBudget() {
         MemoryBound b = MemoryBound.kernelDevices(EngineSettings.with(), 64, 2, 128 * MIB);
         assertEquals((64 + 128 + 128) * MIB, b.heapBytes(), "base + shared in flight + 128 sockets x 1 MiB");
-        assertEquals(64 * MIB, b.directBytes());
+        assertEquals((64 + 16) * MIB, b.directBytes(), "128 sockets x 512 KiB + 16 file-io threads x 1 MiB");
     }
 
     @Test
@@ -39,7 +39,7 @@ class MemoryBoundTest {
         assertDoesNotThrow(() -> b.requireFits(400 * MIB, 200 * MIB));
         IllegalStateException heap = assertThrows(IllegalStateException.class, () -> b.requireFits(256 * MIB, 200 * MIB));
         assertTrue(heap.getMessage().contains("export.max-connections 256")
-                && heap.getMessage().contains("RBDNBD_JAVA_OPTS=\"-Xmx481m -XX:MaxDirectMemorySize=129m\""),
+                && heap.getMessage().contains("RBDNBD_JAVA_OPTS=\"-Xmx481m -XX:MaxDirectMemorySize=145m\""),
                 heap.getMessage());
         assertThrows(IllegalStateException.class, () -> b.requireFits(400 * MIB, 64 * MIB));
     }

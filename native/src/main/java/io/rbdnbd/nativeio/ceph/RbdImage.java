@@ -276,8 +276,10 @@ public final class RbdImage implements AutoCloseable {
     }
 
     /**
-     * Runs {@code onChange} (on a librbd thread; it must not block there) whenever the image's
-     * header changes: a resize, a snapshot, a lock change. One watch per image; ended by close.
+     * Runs {@code onChange} on a librbd thread whenever the image's header changes: a resize, a
+     * snapshot, a lock change. librbd acknowledges the change to whoever made it (e.g. {@code rbd
+     * resize}) once this returns, so what must be done before that happens here, bounded in time;
+     * nothing else may block there. One watch per image; ended by close.
      */
     public synchronized void watchUpdates(Runnable onChange) throws NativeException {
         ensureOpen();
