@@ -67,12 +67,13 @@ fio_exp=$!
 # The faults run beside the sampling, each bounded: a hung Ceph command must show in the samples,
 # not stop them.
 faults() {
+  local from; from=$(date +%s)
   sleep $((SOAK_SECONDS / 3))
-  timeout 60 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-stop "$ceph_dir" >/dev/null 2>&1 || echo "FAULT osd-stop failed"
+  timeout 300 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-stop "$ceph_dir" >/dev/null 2>&1 || echo "FAULT osd-stop failed"
   step "OSD stopped"; sleep 10
-  timeout 120 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-start "$ceph_dir" >/dev/null 2>&1 || echo "FAULT osd-start failed"
-  step "OSD started again: $(timeout 30 ceph health 2>&1)"
-  sleep $((SOAK_SECONDS / 3 - 10))
+  timeout 300 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-start "$ceph_dir" >/dev/null 2>&1 || echo "FAULT osd-start failed"
+  step "OSD started again: $(timeout 60 ceph health 2>&1)"
+  while (( $(date +%s) - from < 2 * SOAK_SECONDS / 3 )); do sleep 5; done # 2/3 however long the OSD took
   local addr
   addr=$(timeout 60 rbd status --format json rbd/dev0 | python3 -c 'import json,sys; print(json.load(sys.stdin)["watchers"][0]["address"])') \
     || { echo "FAULT rbd status rbd/dev0 did not answer in 60 s"; return; }
