@@ -4,14 +4,8 @@
 # loopback: no address outside the guest is used). Prints "PASS kernel-rbd" and exits 0, or says
 # what failed and exits 1.
 set -uo pipefail
-[ "${UML_GUEST:-}" = 1 ] || { echo "refusing to run outside the UML guest (this would map devices on the host)" >&2; exit 2; }
-: "${RBDNBD_HOME:?RBDNBD_HOME must name the project root}"
-rbd_nbd="$RBDNBD_HOME/bin/rbd-nbd"
-log=/run/rbd-nbd-log/rbd-nbd.log
-# a 96 MiB heap holds a daemon configured for at most 8 devices with 32 MiB in flight (the daemon
-# refuses a JVM smaller than its configuration's bound)
-export RBDNBD_JAVA_OPTS="${RBDNBD_JAVA_OPTS:--Xms16m -Xmx96m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -Drbdnbd.engine.heap-base=32m -Drbdnbd.kernel.max-devices=8 -Drbdnbd.kernel.max-in-flight-bytes=32m}"
-export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
+# shellcheck source=it-tests/uml/guest/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ceph_dir=/run/ceph
 
 fail() {
@@ -20,8 +14,6 @@ fail() {
   bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" stop "$ceph_dir" --purge >/dev/null 2>&1
   exit 1
 }
-sysfs() { cat "/sys/block/${1#/dev/}/$2" 2>/dev/null; }
-map() { "$rbd_nbd" map "$@" || { fail "map $*" >&2; }; } # in $(...): callers add || exit 1
 t0=$(date +%s)
 step() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 

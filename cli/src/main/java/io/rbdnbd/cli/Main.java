@@ -29,7 +29,8 @@ public final class Main {
 
     /** Options of Ceph's rbd-nbd that take no value (every other option takes one). */
     private static final java.util.Set<String> FLAGS = java.util.Set.of("--read-only", "--notrim", "--exclusive",
-            "--show-cookie", "--try-netlink", "--quiesce", "--pretty-format", "--force", "--exit-when-idle");
+            "--show-cookie", "--try-netlink", "--quiesce", "--pretty-format", "--force", "--exit-when-idle",
+            "--no-mon-config", "--no_mon_config");
 
     static int run(String[] args, PrintStream out, PrintStream err) {
         if (args.length == 0) {

@@ -17,7 +17,8 @@ import java.util.Map;
  */
 final class RbdOptions {
     /** A Ceph config option as Ceph's command lines take it: lower case words joined by underscores. */
-    private static final java.util.regex.Pattern CEPH_OPTION = java.util.regex.Pattern.compile("[a-z][a-z0-9]*(_[a-z0-9]+)+");
+    /** A Ceph setting's name, in its underscore or its dashed spelling (Ceph takes both). */
+    private static final java.util.regex.Pattern CEPH_OPTION = java.util.regex.Pattern.compile("[a-z][a-z0-9]*([_-][a-z0-9]+)+");
 
     private final String command;
     private final Map<String, String> ceph = new LinkedHashMap<>();
@@ -38,7 +39,11 @@ final class RbdOptions {
     int accept(String[] args, int i) throws UsageException {
         String a = args[i];
         switch (a) {
-            case "--id", "--user" -> ceph.put("id", value(args, i, a));
+            case "--id", "--user", "-i" -> ceph.put("id", value(args, i, a));
+            case "--no-mon-config", "--no_mon_config" -> { // a flag in Ceph's tools, a setting of librados
+                ceph.put("options.no_mon_config", "true");
+                return i;
+            }
             case "-n", "--name" -> {
                 if (a.equals("--name") && command.equals("serve")) {
                     return -1; // serve's --name is the export name; -n or --id name the client there
@@ -85,9 +90,9 @@ final class RbdOptions {
     }
 
     /**
-     * Takes {@code args[i]} as any other Ceph setting in its underscore spelling ({@code --rbd_cache
-     * false}), as Ceph's tools take them, when nothing else took it; librados refuses an unknown
-     * name when the image is opened.
+     * Takes {@code args[i]} as any other Ceph setting, in its underscore or dashed spelling
+     * ({@code --rbd_cache false}, {@code --rbd-cache false}, {@code --debug-rbd 20}), as Ceph's tools
+     * take them, when nothing else took it; librados refuses an unknown name when the image is opened.
      *
      * @return the index of the value taken, or -1 when {@code args[i]} does not look like one
      */
@@ -96,7 +101,7 @@ final class RbdOptions {
         if (!a.startsWith("--") || !CEPH_OPTION.matcher(a.substring(2)).matches()) {
             return -1;
         }
-        ceph.put("options." + a.substring(2), value(args, i, a));
+        ceph.put("options." + a.substring(2).replace('-', '_'), value(args, i, a));
         return i + 1;
     }
 

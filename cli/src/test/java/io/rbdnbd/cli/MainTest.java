@@ -160,6 +160,21 @@ class MainTest {
         assertEquals(expected, String.join(" ", Main.commandFirst(args.trim().split("\\s+"))));
     }
 
+    /** Ceph's tools take a setting's dashed spelling too, and a few flags of their own. */
+    @Test
+    void cephSettingsInTheirDashedSpellingAndCephsFlags() throws UsageException {
+        MapOptions m = MapOptions.parse("map", new String[]{"img", "--rbd-cache=false", "--debug-rbd", "20",
+                "--log-to-stderr=true", "--admin-socket", "/run/x.asok", "-i", "nbd", "--no-mon-config"});
+        java.util.Map<String, Object> e = m.deviceEntry(false);
+        assertEquals("false", e.get("ceph.options.rbd_cache"));
+        assertEquals("20", e.get("ceph.options.debug_rbd"));
+        assertEquals("true", e.get("ceph.options.log_to_stderr"));
+        assertEquals("/run/x.asok", e.get("ceph.options.admin_socket"));
+        assertEquals("true", e.get("ceph.options.no_mon_config"));
+        assertEquals("nbd", e.get("ceph.id"));
+        assertEquals("map --no-mon-config img", String.join(" ", Main.commandFirst(new String[]{"--no-mon-config", "map", "img"})));
+    }
+
     @Test
     void otherCephSettingsPassToTheImagesClient() throws UsageException {
         MapOptions m = MapOptions.parse("map", new String[]{"img", "--rbd_cache", "true", "--rados_osd_op_timeout=30"});
