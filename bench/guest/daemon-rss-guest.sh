@@ -19,7 +19,7 @@ report() { echo "RESULT $1 $2 $(status "$pid" VmRSS) $(status "$pid" VmHWM)"; }
 for i in $(seq 0 $((DEVICES - 1))); do truncate -s 256M "/run/img$i"; done
 devs=()
 devs+=("$("$rbd_nbd" map file:/run/img0)") || fail "map 0"
-pid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+pid=$(pgrep -f 'io[.]rbdnbd[.]cli[.]Main daemon' | head -1) # the daemon (list-mapped's ids are the devices' processes)
 dd if="${devs[0]}" of=/dev/null bs=1M count=16 iflag=direct status=none || fail "read ${devs[0]}"
 sleep "$SETTLE"; report idle 1
 for i in $(seq 1 $((DEVICES - 1))); do

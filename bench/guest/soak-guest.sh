@@ -42,7 +42,7 @@ for i in $(seq 0 $((DEVICES - 1))); do
   d=$("$rbd_nbd" map "rbd/dev$i") || fail "map dev$i"
   devs+=("$d")
 done
-dpid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+dpid=$(pgrep -f 'io[.]rbdnbd[.]cli[.]Main daemon' | head -1) # the daemon (list-mapped's ids are the devices' processes)
 "$rbd_nbd" serve rbd/export --listen 127.0.0.1:10809 > /run/serve.out 2> /run/serve.log &
 spid=$!
 for _ in $(seq 300); do grep -q '^nbd://' /run/serve.out 2>/dev/null && break; sleep 0.2; done

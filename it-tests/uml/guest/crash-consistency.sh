@@ -26,7 +26,6 @@ fail() {
 }
 t0=$(date +%s)
 step() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
-daemon_pid() { "$rbd_nbd" list-mapped | awk -v d="$1" '{ for (i = 2; i <= NF; i++) if ($i == d) print $1 }'; }
 
 # The job: sequential 64 KiB writes, each with a crc32c header (offset, number, seed), an fsync
 # every 16; verify_state_save records on exit what completed, so a verify pass checks exactly
@@ -51,8 +50,8 @@ for round in $(seq "$rounds"); do
   out=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=$([ $mode = netlink ] && echo on || echo off)" \
         "$rbd_nbd" map rbd/crash --show-cookie --reattach-timeout 120) || fail "round $round: map ($mode)"
   dev=${out%% *}; cookie=${out#* }
-  pid=$(daemon_pid "$dev")
-  [ -n "$pid" ] || fail "round $round: no daemon listed for $dev"
+  pid=$(daemon_pid) # the daemon itself, not the process standing for the device: this is its crash
+  [ -n "$pid" ] || fail "round $round: no daemon runs for $dev"
   bytes=$(blockdev --getsize64 "$dev")
   [ "$bytes" = $((size_mib << 20)) ] || { dmesg | tail -20; fail "round $round: map ($mode) returned $dev of $bytes bytes (sysfs size $(cat /sys/block/${dev#/dev/}/size), pid $(cat /sys/block/${dev#/dev/}/pid 2>/dev/null))"; }
   fio_job "$dev" "$round" 1 --do_verify=0 --rate=8m > "fio-$round.log" 2>&1 &

@@ -82,10 +82,19 @@ lifecycle)
   [ "$(ls /sys/block/ | grep -c nbd)" -gt 0 ] && [ -z "$(ls /run/rbd-nbd-log 2>/dev/null | head -0)" ]
   connected=$(for d in /sys/block/nbd*; do [ -e "$d/pid" ] && echo "$d"; done | wc -l)
   [ "$connected" = 2 ] || fail "$connected devices connected after the refused maps, expected 2"
-  # one daemon serves both: list-mapped shows its pid, whose command line says rbd-nbd
+  # one daemon serves both, and each device has a process of its own standing for it, as with
+  # Ceph's rbd-nbd: its pid is the device's id in list-mapped, and `ps -C rbd-nbd` lists it
   ids=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(" ".join(sorted({str(x["id"]) for x in json.load(sys.stdin)})))')
-  [[ $ids =~ ^[0-9]+$ ]] || fail "list-mapped ids '$ids': expected one daemon pid"
-  tr '\0' ' ' < "/proc/$ids/cmdline" | grep -q rbd-nbd || fail "the daemon's command line lacks rbd-nbd"
+  daemon=$(daemon_pid)
+  [ "$(wc -w <<< "$ids")" = 2 ] || fail "list-mapped ids '$ids': expected one per device"
+  for id in $ids; do
+    [ "$(cat "/proc/$id/comm" 2>/dev/null)" = rbd-nbd ] || fail "the process $id of a device is not named rbd-nbd"
+    ps -C rbd-nbd -o pid= | grep -qw "$id" || fail "ps -C rbd-nbd does not list $id"
+    [ "$id" != "$daemon" ] || fail "a device's id is the daemon's pid"
+    echo "device process $id: $(awk '$1 == "VmRSS:" { print $2 " " $3 }' "/proc/$id/status") resident"
+  done
+  tr '\0' ' ' < "/proc/$daemon/cmdline" | grep -q rbd-nbd || fail "the daemon's command line lacks rbd-nbd"
+  a_id=$(device_pid "$a")
   "$rbd_nbd" stats "$a" | grep -q "file:/run/a.img" || fail "stats $a does not name its image"
   # unmap --force fails one device's I/O at once; the other device carries on
   (while dd if=/dev/urandom of="$a" bs=1M count=32 oflag=direct status=none; do :; done 2>/run/force.err; echo "rc=$?" >> /run/force.err) &
@@ -98,15 +107,27 @@ lifecycle)
   echo "forced unmap: writer ended $(( (t1 - t0) / 1000000 )) ms later: $(tr '\n' ' ' < /run/force.err)"
   [ $(( (t1 - t0) / 1000000 )) -le 5000 ] || fail "the writer went on $(( (t1 - t0) / 1000000 )) ms after unmap --force"
   [ -z "$(sysfs "$a" pid)" ] || fail "$a still connected after unmap --force"
+  [ ! -e "/proc/$a_id" ] || fail "the process $a_id of $a outlived its unmap"
+  "$rbd_nbd" list-mapped | grep -qw "^$a_id" && fail "list-mapped still shows $a_id after unmap"
   dd if="$b" of=/dev/null bs=1M count=16 iflag=direct status=none || fail "$b broke when $a was forced off"
   "$rbd_nbd" unmap file:/run/b.img || fail "unmap by image"
   # the daemon exits with its last device
-  for _ in $(seq 100); do [ -e "/proc/$ids" ] || break; sleep 0.1; done
-  [ ! -e "/proc/$ids" ] || fail "the daemon (pid $ids) still runs 10 s after its last device was unmapped"
-  # SIGTERM to the daemon: drain, disconnect, exit (as Ceph's rbd-nbd does in ioctl mode)
+  for _ in $(seq 100); do [ -e "/proc/$daemon" ] || break; sleep 0.1; done
+  [ ! -e "/proc/$daemon" ] || fail "the daemon (pid $daemon) still runs 10 s after its last device was unmapped"
+  # SIGTERM to one device's process unmaps that device alone (as to Ceph's per-device process)
   c=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=off" map file:/run/a.img) || exit 1
   d=$(map file:/run/b.img --read-only) || exit 1
-  pid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+  truncate -s 16M /run/e.img
+  e=$(map file:/run/e.img) || exit 1
+  e_id=$(device_pid "$e")
+  kill -TERM "$e_id"
+  for _ in $(seq 100); do [ -z "$(sysfs "$e" pid)" ] && break; sleep 0.1; done
+  [ -z "$(sysfs "$e" pid)" ] || fail "$e still connected 10 s after SIGTERM to its process $e_id"
+  [ -n "$(sysfs "$c" pid)" ] && [ -n "$(sysfs "$d" pid)" ] || fail "SIGTERM to $e's process disconnected another device"
+  [ "$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2 ] \
+    || fail "list-mapped after SIGTERM to $e's process: $("$rbd_nbd" list-mapped)"
+  # SIGTERM to the daemon: drain, disconnect, exit (as Ceph's rbd-nbd does in ioctl mode)
+  pid=$(daemon_pid)
   dd if=/dev/urandom of="$c" bs=64k count=64 oflag=direct status=none || fail "write before SIGTERM"
   kill -TERM "$pid"
   for _ in $(seq 100); do [ -e "/proc/$pid" ] || break; sleep 0.1; done

@@ -82,7 +82,8 @@ fi
 timeout 60 rbd bench --io-type write --io-size 4K --io-total 64K rbd/img >/dev/null 2>&1 || fail "writes still refused after unmap"
 step "--exclusive kept another writer out until unmap; --notrim offered no discard"
 
-# one daemon, two images: both listed with its pid in every format; a busy device is refused
+# one daemon, two images, each listed with the pid of its own process in every format; a busy
+# device is refused
 rbd create --size 64M rbd/img2 || fail "rbd create img2"
 dev=$(map rbd/img --show-cookie) || exit 1
 cookie=${dev#* }; dev=${dev%% *}
@@ -90,12 +91,14 @@ dev2=$(map rbd/img2) || exit 1
 out=$("$rbd_nbd" map rbd/img2 --device "$dev" 2>&1) && fail "mapping the busy $dev succeeded"
 [[ $out == *busy* ]] || fail "busy device message: $out"
 "$rbd_nbd" list-mapped > /run/plain.txt
-pid=$(awk 'NR == 2 { print $1 }' /run/plain.txt)
+pid=$(daemon_pid)
+id1=$(device_pid "$dev"); id2=$(device_pid "$dev2")
+[ -n "$id1" ] && [ -n "$id2" ] && [ "$id1" != "$id2" ] && [ "$id1" != "$pid" ] || fail "device ids '$id1' '$id2' (daemon $pid)"
 [ "$(head -1 /run/plain.txt | tr -s ' ')" = "id pool namespace image snap device cookie " ] || fail "list-mapped header: $(head -1 /run/plain.txt)"
-grep -Eq "^$pid +rbd +img +- +$dev +$cookie *\$" /run/plain.txt || { cat /run/plain.txt; fail "list-mapped plain: no row for rbd/img on $dev"; }
-grep -Eq "^$pid +rbd +img2 +- +$dev2 " /run/plain.txt || { cat /run/plain.txt; fail "list-mapped plain: no row for rbd/img2 on $dev2 by the same daemon"; }
+grep -Eq "^$id1 +rbd +img +- +$dev +$cookie *\$" /run/plain.txt || { cat /run/plain.txt; fail "list-mapped plain: no row for rbd/img on $dev"; }
+grep -Eq "^$id2 +rbd +img2 +- +$dev2 " /run/plain.txt || { cat /run/plain.txt; fail "list-mapped plain: no row for rbd/img2 on $dev2"; }
 tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q rbd-nbd || fail "the daemon's command line lacks rbd-nbd"
-"$rbd_nbd" list-mapped --format xml | python3 -c 'import sys, xml.etree.ElementTree as E; d=E.fromstring(sys.stdin.read()); assert sorted(x.findtext("image") for x in d) == ["img", "img2"] and {x.findtext("id") for x in d} == {sys.argv[1]}, E.tostring(d)' "$pid" \
+"$rbd_nbd" list-mapped --format xml | python3 -c 'import sys, xml.etree.ElementTree as E; d=E.fromstring(sys.stdin.read()); assert sorted((x.findtext("image"), x.findtext("id")) for x in d) == sorted([("img", sys.argv[1]), ("img2", sys.argv[2])]), E.tostring(d)' "$id1" "$id2" \
   || fail "list-mapped --format xml"
 "$rbd_nbd" stats "$dev2" | grep -q "rbd/img2" || fail "stats $dev2 does not name rbd/img2"
 step "two images in one daemon (pid $pid); busy device refused; list-mapped plain, xml; stats"
@@ -141,7 +144,7 @@ step "detach then attach kept the data; the daemon exited with its last device"
 # SIGTERM unmaps the daemon's ioctl devices (as killing Ceph's rbd-nbd does)
 dev=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=off" map rbd/img) || exit 1
 dev2=$(map rbd/img2 --read-only) || exit 1
-pid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+pid=$(daemon_pid)
 kill -TERM "$pid"
 for _ in $(seq 200); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
 [ ! -e "/proc/$pid" ] || fail "the daemon still runs 20 s after SIGTERM"
@@ -156,7 +159,7 @@ CONF
 RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Dconfig.file=/run/rbd-nbd.conf" "$rbd_nbd" daemon 2>>"$log" &
 daemon=$!
 for _ in $(seq 600); do [ -n "$(sysfs nbd5 pid)" ] && break; sleep 0.1; done
-"$rbd_nbd" list-mapped | grep -Eq "^$daemon +rbd +img2 +- +/dev/nbd5 " || fail "the configured device is not mapped: $("$rbd_nbd" list-mapped)"
+"$rbd_nbd" list-mapped | grep -Eq "^[0-9]+ +rbd +img2 +- +/dev/nbd5 " || fail "the configured device is not mapped: $("$rbd_nbd" list-mapped)"
 echo 'rbdnbd.engine.iodeph = 3' > /run/bad.conf
 out=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Dconfig.file=/run/bad.conf" "$rbd_nbd" daemon 2>&1) && fail "a daemon with a broken config started"
 [[ $out == *bad.conf*iodeph* ]] || fail "broken config message: $out"
@@ -168,7 +171,7 @@ step "configured device mapped at start; a broken config refused with file and k
 RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Dconfig.file=/run/rbd-nbd.conf" "$rbd_nbd" daemon 2>>"$log" &
 daemon=$!
 for _ in $(seq 600); do "$rbd_nbd" list-mapped 2>/dev/null | grep -q "/dev/nbd5 " && break; sleep 0.1; done
-"$rbd_nbd" list-mapped | grep -Eq "^$daemon +rbd +img2 +- +/dev/nbd5 " || fail "the restarted daemon does not serve /dev/nbd5"
+"$rbd_nbd" list-mapped | grep -Eq "^[0-9]+ +rbd +img2 +- +/dev/nbd5 " || fail "the restarted daemon does not serve /dev/nbd5"
 grep -q "attaching rbd/img2 to it again" "$log" || fail "the restarted daemon mapped /dev/nbd5 anew instead of attaching"
 dd if=/dev/nbd5 of=/dev/null bs=1M count=4 iflag=direct status=none || fail "read /dev/nbd5 after the re-attach"
 "$rbd_nbd" unmap /dev/nbd5 || fail "unmap /dev/nbd5"

@@ -13,3 +13,7 @@ export RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.daemon.log-file=$log"
 
 sysfs() { cat "/sys/block/${1#/dev/}/$2" 2>/dev/null; }
 map() { "$rbd_nbd" map "$@" || { fail "map $*" >&2; }; } # in $(...): callers add || exit 1
+# the daemon serving the devices (its command line names the program; the launcher execs java)
+daemon_pid() { pgrep -f 'io[.]rbdnbd[.]cli[.]Main daemon' | head -1; }
+# the id list-mapped shows for DEVICE: the pid of the process standing for it
+device_pid() { "$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(*[x["id"] for x in json.load(sys.stdin) if x["device"] == sys.argv[1]])' "$1"; }

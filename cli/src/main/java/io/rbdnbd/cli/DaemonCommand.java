@@ -12,6 +12,7 @@ import io.rbdnbd.actors.jmx.JmxRemote;
 import io.rbdnbd.actors.jmx.JmxSettings;
 import io.rbdnbd.actors.daemon.DaemonGuardian;
 import io.rbdnbd.actors.daemon.DaemonSettings;
+import io.rbdnbd.actors.daemon.DeviceProcess;
 import io.rbdnbd.actors.daemon.DeviceRequest;
 import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.nativeio.LibC;
@@ -78,7 +79,10 @@ final class DaemonCommand {
                     new DaemonGuardian.Params(config, EngineSettings.from(config),
                             config.getBoolean("rbdnbd.kernel.netlink"), config.getDuration("rbdnbd.kernel.size-poll-interval"),
                             exitWhenIdle, settings.idleLinger(), DeviceSupervisor.KERNEL,
-                            () -> closeQuietly(control.get()), jmx)), "rbdnbd", config);
+                            () -> closeQuietly(control.get()), jmx,
+                            config.getBoolean("rbdnbd.daemon.device-processes")
+                                    ? DeviceProcess.in(settings.runDirectory()) : DeviceProcess.NONE)),
+                    "rbdnbd", config);
             jmx.registerDaemon(new DaemonBean(system, system.scheduler(), settings.deviceDefaults(), settings.mapTimeout()));
             try {
                 control.set(ControlServer.start(settings.controlSocket(), ControlServer.daemonHandler(system,

@@ -93,6 +93,10 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     private record DeviceStopped(long id) implements Command {
     }
 
+    /** The process standing for a device ended, and not because the daemon stopped it. */
+    private record DeviceProcessEnded(long id, long pid, int exitValue) implements Command {
+    }
+
     private record IdleCheck() implements Command {
     }
 
@@ -109,6 +113,8 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         /** Read by JMX threads through the device's view. */
         volatile String state = "mapping";
         DeviceView view;
+        /** Stands for the device (its id) while it is mapped; null before, or when none could start. */
+        DeviceProcess process;
 
         Entry(long id, DeviceRequest request, String cookie, ActorRef<DeviceSupervisor.Command> supervisor,
               ActorRef<MapReply> mapReplyTo) {
@@ -127,10 +133,12 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
      * @param idleLinger    how long to wait, idle, before ending (a map may be on its way)
      * @param beforeExit    run just before the daemon ends (closes the control socket, so that no
      *                      request is taken that nobody would answer)
+     * @param processes     starts the process that stands for each mapped device (its id), or
+     *                      {@link DeviceProcess#NONE}
      */
     public record Params(Config config, EngineSettings engine, boolean netlink, Duration sizePollInterval,
                          boolean exitWhenIdle, Duration idleLinger, DeviceSupervisor.Attacher attacher,
-                         Runnable beforeExit, JmxRegistry jmx) {
+                         Runnable beforeExit, JmxRegistry jmx, DeviceProcess.Starter processes) {
     }
 
     public static Behavior<Command> create(Params params) {
@@ -167,6 +175,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
                 .onMessage(StopAll.class, this::onStopAll)
                 .onMessage(FromDevice.class, this::onFromDevice)
                 .onMessage(DeviceStopped.class, this::onDeviceStopped)
+                .onMessage(DeviceProcessEnded.class, this::onDeviceProcessEnded)
                 .onMessage(IdleCheck.class, this::onIdleCheck)
                 .build();
     }
@@ -273,7 +282,8 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         List<Device> out = new ArrayList<>();
         for (Entry e : entries.values()) {
             if (e.device != null && !"mapping".equals(e.state)) {
-                out.add(new Device(pid, e.request.spec(), e.request.image(), e.device, e.cookie, e.state, e.netlink));
+                out.add(new Device(e.process != null ? e.process.pid() : pid, e.request.spec(), e.request.image(),
+                        e.device, e.cookie, e.state, e.netlink));
             }
         }
         l.replyTo().tell(new Listing(out));
@@ -327,7 +337,9 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
                     image::size, image::generation,
                     () -> image.lastLoss().map(l -> l.at() + ": " + l.cause()).orElse("")), m.stats());
             params.jmx().registerDevice(m.device(), e.view);
-            getContext().getLog().info("{} mapped to {}", e.request.spec(), m.device());
+            startProcess(e);
+            getContext().getLog().info("{} mapped to {}{}", e.request.spec(), m.device(),
+                    e.process != null ? " (pid " + e.process.pid() + ")" : "");
             if (e.mapReplyTo != null) {
                 e.mapReplyTo.tell(new MapReply(m.device(), e.cookie, null));
                 e.mapReplyTo = null;
@@ -354,7 +366,55 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         return maybeIdle();
     }
 
+    /** The process standing for the device: its pid is the device's id from now on. */
+    private void startProcess(Entry e) {
+        try {
+            e.process = params.processes().start(e.device);
+        } catch (java.io.IOException | RuntimeException ex) {
+            getContext().getLog().warn("{}: no process stands for it ({}); list-mapped shows the daemon's pid",
+                    e.device, ex.getMessage());
+            return;
+        }
+        if (e.process != null) {
+            ActorRef<Command> self = getContext().getSelf();
+            long id = e.id;
+            long processPid = e.process.pid();
+            e.process.endedByOthers().thenAccept(v -> self.tell(new DeviceProcessEnded(id, processPid, v)));
+        }
+    }
+
+    /**
+     * As with Ceph's per-device process: SIGTERM or SIGINT to it unmaps the device; any other end
+     * (SIGKILL) drops the device's server as that process's death would: a netlink device is
+     * detached (the kernel holds its I/O for attach), an ioctl device fails its I/O and goes.
+     */
+    private Behavior<Command> onDeviceProcessEnded(DeviceProcessEnded p) {
+        Entry e = entries.get(p.id());
+        if (e == null || e.process == null || e.process.pid() != p.pid() || !"mapped".equals(e.state)) {
+            return this;
+        }
+        e.process = null; // gone already: list-mapped shows the daemon's pid until the device is
+        e.state = "unmapping";
+        if (DeviceProcess.asksToUnmap(p.exitValue())) {
+            getContext().getLog().info("{}: its process (pid {}) was asked to end: unmapping", e.device, p.pid());
+            e.supervisor.tell(new DeviceSupervisor.Unmap());
+        } else if (e.netlink) {
+            getContext().getLog().warn("{}: its process (pid {}) was killed (exit {}): detaching; the kernel holds"
+                    + " the device for attach", e.device, p.pid(), p.exitValue());
+            e.supervisor.tell(new DeviceSupervisor.Detach());
+        } else {
+            getContext().getLog().warn("{}: its process (pid {}) was killed (exit {}): the device's I/O fails and it"
+                    + " goes, as with the ioctls when its server dies", e.device, p.pid(), p.exitValue());
+            e.supervisor.tell(new DeviceSupervisor.ForceUnmap());
+        }
+        return this;
+    }
+
     private void gone(Entry e, String error) {
+        if (e.process != null) {
+            e.process.close(); // before anyone hears the device is gone: its pid goes with it
+            e.process = null;
+        }
         entries.remove(e.id);
         if (e.view != null) {
             params.jmx().unregisterDevice(e.device);

@@ -18,6 +18,7 @@ import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -42,7 +43,8 @@ class DaemonGuardianTest {
 
     private ActorRef<DaemonGuardian.Command> daemon(FakeAttach kernel, boolean exitWhenIdle) {
         return testKit.spawn(DaemonGuardian.create(new DaemonGuardian.Params(config, EngineSettings.from(config), true,
-                Duration.ofSeconds(1), exitWhenIdle, Duration.ofMillis(300), kernel, exits::incrementAndGet, jmx)));
+                Duration.ofSeconds(1), exitWhenIdle, Duration.ofMillis(300), kernel, exits::incrementAndGet, jmx,
+                DeviceProcess.in(dir.resolve("run")))));
     }
 
     private static DeviceRequest device(String entry) {
@@ -85,14 +87,65 @@ class DaemonGuardianTest {
         assertEquals("c-b", b.cookie());
         List<DaemonGuardian.Device> devices = list(d);
         assertEquals(List.of(a.device(), b.device()), devices.stream().map(DaemonGuardian.Device::device).toList());
-        assertEquals(ProcessHandle.current().pid(), devices.get(0).pid());
+        long pidA = devices.get(0).pid();
+        long pidB = devices.get(1).pid();
+        assertNotEquals(pidA, pidB, "each device has its own process");
+        for (long pid : new long[] {pidA, pidB}) {
+            assertNotEquals(ProcessHandle.current().pid(), pid);
+            assertEquals("rbd-nbd", comm(pid), "ps -C rbd-nbd lists it");
+        }
         assertTrue(io(kernel, a.device()) && io(kernel, b.device()));
         assertNull(unmap(d, "file:" + dir.resolve("b.img"), false).error());
         assertEquals("unmapped", kernel.lastCommand.get(b.device()));
+        assertFalse(ProcessHandle.of(pidB).map(ProcessHandle::isAlive).orElse(false), "its process is gone with it");
+        assertEquals(List.of(pidA), list(d).stream().map(DaemonGuardian.Device::pid).toList());
         assertNull(unmap(d, a.device(), false).error());
         assertTrue(list(d).isEmpty());
         assertTrue(unmap(d, a.device(), false).error().contains("is not mapped"));
         assertEquals(0, exits.get(), "a foreground daemon stays without devices");
+    }
+
+    private static String comm(long pid) {
+        try {
+            return java.nio.file.Files.readString(java.nio.file.Path.of("/proc/" + pid + "/comm")).trim();
+        } catch (java.io.IOException e) {
+            return "(no process " + pid + ")";
+        }
+    }
+
+    private static void awaitState(FakeAttach kernel, String device, String state) {
+        for (int i = 0; i < 250 && !state.equals(kernel.lastCommand.get(device)); i++) {
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                throw new AssertionError(e);
+            }
+        }
+        assertEquals(state, kernel.lastCommand.get(device));
+    }
+
+    /** As with Ceph's per-device process: SIGTERM to a device's process unmaps it, SIGKILL drops its server. */
+    @Test
+    void signalsToADevicesProcessActOnThatDeviceAlone() {
+        FakeAttach netlink = new FakeAttach(true);
+        ActorRef<DaemonGuardian.Command> n = daemon(netlink, false);
+        String a = map(n, "image = \"memory:1M\"").device();
+        String b = map(n, "image = \"memory:1M\"").device();
+        String c = map(n, "image = \"memory:1M\"").device();
+        java.util.Map<String, Long> pids = new java.util.HashMap<>();
+        list(n).forEach(x -> pids.put(x.device(), x.pid()));
+        ProcessHandle.of(pids.get(a)).orElseThrow().destroy(); // SIGTERM
+        awaitState(netlink, a, "unmapped");
+        ProcessHandle.of(pids.get(b)).orElseThrow().destroyForcibly(); // SIGKILL
+        awaitState(netlink, b, "detached");
+        assertEquals(List.of(c), list(n).stream().map(DaemonGuardian.Device::device).toList());
+        assertTrue(io(netlink, c), "the other device serves on");
+
+        FakeAttach ioctl = new FakeAttach(false);
+        ActorRef<DaemonGuardian.Command> i = daemon(ioctl, false);
+        String e = map(i, "image = \"memory:1M\"").device();
+        ProcessHandle.of(list(i).get(0).pid()).orElseThrow().destroyForcibly();
+        awaitState(ioctl, e, "unmapped (forced)");
     }
 
     @Test
