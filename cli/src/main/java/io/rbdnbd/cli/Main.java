@@ -211,14 +211,14 @@ public final class Main {
                   attach --device /dev/nbdN [--cookie C] IMAGE
                       Serve a netlink device whose server died or was detached; the kernel replays the
                       I/O it held.
-                  unmap [--force] /dev/nbdN|IMAGE
+                  unmap [--force] /dev/nbdN|IMAGE [--snap-id ID]
                       Disconnect the device, let in-flight requests finish, close the image. --force fails
                       the device's in-flight I/O at once instead.
-                  detach /dev/nbdN|IMAGE
+                  detach /dev/nbdN|IMAGE [--snap-id ID]
                       Stop serving a netlink device but leave it to the kernel for the re-attach timeout.
                   list-mapped [--format plain|json|xml] [--pretty-format]
-                      Devices mapped by rbd-nbd: id (the daemon's pid), pool, namespace, image, snap,
-                      device, cookie.
+                      Devices mapped by rbd-nbd: id (the pid of the process standing for the device;
+                      SIGTERM to it unmaps the device), pool, namespace, image, snap, device, cookie.
                   stats [/dev/nbdN|IMAGE]
                       Per-device state, I/O counts, rates, latency percentiles, errors, restarts.
                   daemon [--exit-when-idle]
@@ -229,19 +229,21 @@ public final class Main {
                 RBDNBD_JAVA_OPTS) over the defaults documented in reference.conf.
 
                 RBD options (serve and map):
-                  --id ID | -n client.ID       cephx user (default admin; map also takes --name client.ID,
+                  --id ID | -i ID | -n client.ID  cephx user (default admin; map also takes --name client.ID,
                                                serve's --name is the export name)
                   -c, --conf PATH              ceph.conf (default $CEPH_CONF, /etc/ceph/CLUSTER.conf)
                   -k, --keyring PATH           keyring (--keyfile PATH: a file holding just the key)
                   -m, --mon-host ADDRS         monitors;  --cluster NAME
                   --rbd-op-threads N           librbd op threads of the image's client
-                  --some_ceph_option VALUE     any other Ceph setting (map, attach), underscore spelling
+                  --some_ceph_option VALUE     any other Ceph setting (map, attach), underscore or dashed
+                                               spelling (--rbd-cache false, --debug-rbd 20); --no-mon-config
                   --exclusive                  hold the image's exclusive lock: other clients cannot write
                   --snap-id ID                 serve a snapshot by id (read-only); or IMAGE@SNAP by name
                   --encryption-format luks1|luks2 --encryption-passphrase-file PATH
                                                open a LUKS-formatted image (rbd encryption format)
 
-                Sizes take K, M, G, T suffixes (powers of 1024).
+                Sizes take K, M, G, T suffixes (powers of 1024). -v, --version: the version; -h, --help
+                (also after any command): this text.
                 """;
     }
 }
