@@ -59,8 +59,10 @@ public final class DeviceProcess implements AutoCloseable {
                 Files.deleteIfExists(link);
                 Files.createSymbolicLink(link, tail);
             }
-            Process p = new ProcessBuilder(List.of(link.toString(), "--pid=" + ProcessHandle.current().pid(), "-f",
-                    "/dev/null"))
+            // setsid (which execs, no fork: the child is no group leader): a Ctrl-C or SIGHUP meant
+            // for the daemon's terminal must not reach the device processes as an unmap
+            Process p = new ProcessBuilder(List.of(setsid().toString(), link.toString(),
+                    "--pid=" + ProcessHandle.current().pid(), "-f", "/dev/null"))
                     .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                     .redirectOutput(ProcessBuilder.Redirect.DISCARD)
                     .redirectError(ProcessBuilder.Redirect.DISCARD)
@@ -70,13 +72,21 @@ public final class DeviceProcess implements AutoCloseable {
     }
 
     private static Path tail() throws IOException {
+        return onPath("tail");
+    }
+
+    private static Path setsid() throws IOException {
+        return onPath("setsid");
+    }
+
+    private static Path onPath(String program) throws IOException {
         for (String dir : System.getenv().getOrDefault("PATH", "/usr/bin:/bin").split(":")) {
-            Path t = Path.of(dir, "tail");
+            Path t = Path.of(dir, program);
             if (Files.isExecutable(t)) {
                 return t.toRealPath();
             }
         }
-        throw new IOException("no tail on PATH: the device's process cannot be started");
+        throw new IOException("no " + program + " on PATH: the device's process cannot be started");
     }
 
     public long pid() {
