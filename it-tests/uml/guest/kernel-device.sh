@@ -141,10 +141,14 @@ lifecycle)
   # writes (the block device's own flag outlives a mapping), with netlink and with the ioctls
   for nl in on off; do
     opts="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=$nl"
-    e=$(RBDNBD_JAVA_OPTS=$opts map file:/run/b.img --read-only --device /dev/nbd3) || exit 1
+    # ... and --log-file (as ceph-csi passes it) gets that device's own lines, and no other's
+    e=$(RBDNBD_JAVA_OPTS=$opts map file:/run/b.img --read-only --device /dev/nbd3 --log-file /run/ro-$nl.log) || exit 1
     [ "$(sysfs "$e" ro)" = 1 ] || fail "netlink=$nl: read-only map of $e not ro"
     "$rbd_nbd" unmap "$e" || fail "unmap $e"
+    grep -q "file:/run/b.img mapped to $e" /run/ro-$nl.log && grep -q "$e unmapped" /run/ro-$nl.log \
+      || { cat /run/ro-$nl.log; fail "netlink=$nl: --log-file lacks the device's map and unmap lines"; }
     e=$(RBDNBD_JAVA_OPTS=$opts map file:/run/a.img --device /dev/nbd3) || exit 1
+    grep -q "file:/run/a.img" /run/ro-$nl.log && { cat /run/ro-$nl.log; fail "another device's lines in /run/ro-$nl.log"; }
     pid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
     [ "$(sysfs "$e" ro)" = 0 ] || fail "netlink=$nl: $e still ro when mapped read-write after a read-only map"
     dd if=/dev/zero of="$e" bs=4k count=1 oflag=direct status=none || fail "netlink=$nl: no write to $e after a read-only map of it"

@@ -130,7 +130,7 @@ final class DaemonCommand {
         }
         log.info("{} is held by the kernel for its dead server: attaching {} to it again", d.device(), d.spec());
         return new DeviceRequest(d.spec(), d.image(), d.device(), d.readOnly(), d.trim(), d.ioTimeoutSeconds(),
-                d.reattachTimeoutSeconds(), -1, cookie.get(), true, d.quiesce(), d.quiesceHook(), d.ceph());
+                d.reattachTimeoutSeconds(), -1, cookie.get(), true, d.quiesce(), d.quiesceHook(), d.ceph(), d.logFile());
     }
 
     private static JmxRemote startRemote(JmxSettings settings) throws CommandFailedException {

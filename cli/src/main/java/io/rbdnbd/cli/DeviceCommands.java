@@ -52,8 +52,7 @@ final class DeviceCommands {
         Map<String, Object> request = new LinkedHashMap<>();
         request.put("op", ControlProtocol.MAP);
         request.put("device", entry.root().unwrapped()); // nested: "ceph.options.x" is a path, not a key
-        Config answer = callStarting(daemon, request, o.logFile() != null ? o.logFile() : config.getString("rbdnbd.daemon.log-file"),
-                config);
+        Config answer = callStarting(daemon, request, config.getString("rbdnbd.daemon.log-file"), config);
         String device = answer.getString("device");
         out.println(o.showCookie() ? device + " " + answer.getString("cookie") : device);
         return 0;

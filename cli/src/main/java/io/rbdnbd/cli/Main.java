@@ -205,9 +205,9 @@ public final class Main {
                       [--nbds_max N] [--max_part N] [--log-file PATH]
                       Attach IMAGE to a kernel NBD device (the first free one unless --device) and print
                       the device once it is usable. The rbd-nbd daemon serves it; map starts the daemon
-                      when none runs (it exits again with its last device; its log: --log-file, else
-                      rbdnbd.daemon.log-file). Netlink devices outlive a killed daemon for the
-                      re-attach timeout (default 30 s).
+                      when none runs (it exits again with its last device; its log: rbdnbd.daemon.log-file).
+                      --log-file PATH: the device's own lines (map, errors, reopens, unmap) go there too.
+                      Netlink devices outlive a killed daemon for the re-attach timeout (default 30 s).
                   attach --device /dev/nbdN [--cookie C] IMAGE
                       Serve a netlink device whose server died or was detached; the kernel replays the
                       I/O it held.

@@ -9,11 +9,11 @@ import java.util.Map;
 /**
  * Options of {@code map} and {@code attach}, as Ceph's rbd-nbd spells them. What they ask of the
  * device becomes a daemon device entry ({@link #deviceEntry()}); the rest is for this command:
- * printing the cookie, loading the nbd module, the log of a daemon it starts.
+ * printing the cookie, loading the nbd module.
  *
  * @param nbdsMax  the nbd module's nbds_max when this command loads it; 0: the module's default
  * @param maxPart  the nbd module's max_part when this command loads it; -1: the module's default
- * @param logFile  where a daemon this command starts logs; null: rbdnbd.daemon.log-file
+ * @param logFile  the device's own log file (its lines also go to the daemon's log); null: none
  */
 record MapOptions(String spec, ImageSpec image, String device, boolean readOnly, boolean noTrim, int ioTimeoutSeconds,
                   long createSize, int reattachTimeoutSeconds, String cookie, boolean showCookie, RbdOptions rbd,
@@ -159,6 +159,9 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
             e.put("cookie", cookie);
         }
         e.put("attach", attach);
+        if (logFile != null) {
+            e.put("log-file", logFile);
+        }
         if (quiesce) {
             e.put("quiesce", true);
             if (quiesceHook != null) {

@@ -218,7 +218,10 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         getContext().watchWith(supervisor, new DeviceStopped(id));
         entries.put(id, new Entry(id, r, cookie, supervisor, m.replyTo()));
         timers.cancel(IdleCheck.class);
-        getContext().getLog().info("mapping {}{}", r.spec(), r.device() != null ? " to " + r.device() : "");
+        if (r.logFile() != null) {
+            DeviceLogs.add(supervisor.path().toString(), r.logFile());
+        }
+        about(entries.get(id), log -> log.info("mapping {}{}", r.spec(), r.device() != null ? " to " + r.device() : ""));
         return this;
     }
 
@@ -338,8 +341,8 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
                     () -> image.lastLoss().map(l -> l.at() + ": " + l.cause()).orElse("")), m.stats());
             params.jmx().registerDevice(m.device(), e.view);
             startProcess(e);
-            getContext().getLog().info("{} mapped to {}{}", e.request.spec(), m.device(),
-                    e.process != null ? " (pid " + e.process.pid() + ")" : "");
+            about(e, log -> log.info("{} mapped to {}{}", e.request.spec(), m.device(),
+                    e.process != null ? " (pid " + e.process.pid() + ")" : ""));
             if (e.mapReplyTo != null) {
                 e.mapReplyTo.tell(new MapReply(m.device(), e.cookie, null));
                 e.mapReplyTo = null;
@@ -348,10 +351,10 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
                 e.supervisor.tell(new DeviceSupervisor.Stop());
             }
         } else if (r instanceof DeviceSupervisor.MapFailed failed) {
-            getContext().getLog().error("mapping {} failed: {}", e.request.spec(), failed.reason());
+            about(e, log -> log.error("mapping {} failed: {}", e.request.spec(), failed.reason()));
             gone(e, failed.reason());
         } else if (r instanceof DeviceSupervisor.Unmapped u) {
-            getContext().getLog().info("{} {}{}", u.device(), u.why(), u.clean() ? "" : " (closing the image failed)");
+            about(e, log -> log.info("{} {}{}", u.device(), u.why(), u.clean() ? "" : " (closing the image failed)"));
             gone(e, u.clean() ? null : u.device() + " " + u.why() + ", but closing the image failed: see the daemon's log");
         }
         return maybeIdle();
@@ -360,7 +363,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     private Behavior<Command> onDeviceStopped(DeviceStopped s) {
         Entry e = entries.get(s.id());
         if (e != null) { // the supervisor failed without reporting: a bug, confined to this device
-            getContext().getLog().error("the supervisor of {} ({}) stopped unexpectedly", e.request.spec(), e.device);
+            about(e, log -> log.error("the supervisor of {} ({}) stopped unexpectedly", e.request.spec(), e.device));
             gone(e, "the device's supervisor failed; see the daemon's log");
         }
         return maybeIdle();
@@ -371,8 +374,8 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         try {
             e.process = params.processes().start(e.device);
         } catch (java.io.IOException | RuntimeException ex) {
-            getContext().getLog().warn("{}: no process stands for it ({}); list-mapped shows the daemon's pid",
-                    e.device, ex.getMessage());
+            about(e, log -> log.warn("{}: no process stands for it ({}); list-mapped shows the daemon's pid",
+                    e.device, ex.getMessage()));
             return;
         }
         if (e.process != null) {
@@ -396,21 +399,36 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         e.process = null; // gone already: list-mapped shows the daemon's pid until the device is
         e.state = "unmapping";
         if (DeviceProcess.asksToUnmap(p.exitValue())) {
-            getContext().getLog().info("{}: its process (pid {}) was asked to end: unmapping", e.device, p.pid());
+            about(e, log -> log.info("{}: its process (pid {}) was asked to end: unmapping", e.device, p.pid()));
             e.supervisor.tell(new DeviceSupervisor.Unmap());
         } else if (e.netlink) {
-            getContext().getLog().warn("{}: its process (pid {}) was killed (exit {}): detaching; the kernel holds"
-                    + " the device for attach", e.device, p.pid(), p.exitValue());
+            about(e, log -> log.warn("{}: its process (pid {}) was killed (exit {}): detaching; the kernel holds"
+                    + " the device for attach", e.device, p.pid(), p.exitValue()));
             e.supervisor.tell(new DeviceSupervisor.Detach());
         } else {
-            getContext().getLog().warn("{}: its process (pid {}) was killed (exit {}): the device's I/O fails and it"
-                    + " goes, as with the ioctls when its server dies", e.device, p.pid(), p.exitValue());
+            about(e, log -> log.warn("{}: its process (pid {}) was killed (exit {}): the device's I/O fails and it"
+                    + " goes, as with the ioctls when its server dies", e.device, p.pid(), p.exitValue()));
             e.supervisor.tell(new DeviceSupervisor.ForceUnmap());
         }
         return this;
     }
 
+    /**
+     * Logs a line about {@code e}'s device, marked so that the device's own log file (map
+     * --log-file), if it has one, gets it too.
+     */
+    private void about(Entry e, java.util.function.Consumer<org.slf4j.Logger> line) {
+        org.slf4j.Logger log = getContext().getLog();
+        org.slf4j.MDC.put(DeviceLogs.DEVICE, e.supervisor.path().toString());
+        try {
+            line.accept(log);
+        } finally {
+            org.slf4j.MDC.remove(DeviceLogs.DEVICE);
+        }
+    }
+
     private void gone(Entry e, String error) {
+        DeviceLogs.remove(e.supervisor.path().toString());
         if (e.process != null) {
             e.process.close(); // before anyone hears the device is gone: its pid goes with it
             e.process = null;

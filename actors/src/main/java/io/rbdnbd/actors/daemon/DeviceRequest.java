@@ -23,10 +23,11 @@ import java.nio.file.Path;
  * @param quiesce          run a hook as {@code HOOK DEV quiesce|unquiesce} around snapshots
  * @param quiesceHook      that hook; null: rbdnbd.quiesce.hook
  * @param ceph             this device's {@code rbdnbd.ceph} overrides (client id, conf, keyring, ...)
+ * @param logFile          a file that gets this device's log lines too; null: none
  */
 public record DeviceRequest(String spec, ImageSpec image, String device, boolean readOnly, boolean trim,
                             int ioTimeoutSeconds, int reattachTimeoutSeconds, long createSize, String cookie,
-                            boolean attach, boolean quiesce, String quiesceHook, Config ceph) {
+                            boolean attach, boolean quiesce, String quiesceHook, Config ceph, Path logFile) {
 
     /** Where the keys' defaults are, in reference.conf. */
     public static final String DEFAULTS = "rbdnbd.daemon.device-defaults";
@@ -81,7 +82,8 @@ public record DeviceRequest(String spec, ImageSpec image, String device, boolean
         }
         return new DeviceRequest(spec, image, device, c.getBoolean("read-only"), c.getBoolean("trim"),
                 seconds(c, "io-timeout"), seconds(c, "reattach-timeout"), size, blankToNull(c.getString("cookie")),
-                attach, quiesce, blankToNull(hook), ceph);
+                attach, quiesce, blankToNull(hook), ceph,
+                blankToNull(c.getString("log-file")) == null ? null : Path.of(c.getString("log-file")).toAbsolutePath());
     }
 
     /** The daemon's configuration with this device's Ceph overrides laid over it. */
