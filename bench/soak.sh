@@ -8,7 +8,8 @@
 # maximum direct memory (as the launcher sized them from the configuration, read back with jcmd)
 # + the JVM's own (200 MiB). The faults run beside the sampling, bounded in time; afterwards every
 # device and the export must still read back what is written to them.
-# env: SOAK_SECONDS (1800), DEVICES (16), CONNECTIONS (64)
+# env: SOAK_SECONDS (1800), DEVICES (16), CONNECTIONS (64), RATE_IOPS (6 per device job; a quarter, at least 1, per
+# export connection)
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -23,7 +24,7 @@ mkdir -p "$here/results"
 out="$here/results/soak-$(date +%Y%m%d-%H%M%S).txt"
 secs=${SOAK_SECONDS:-1800}
 "$root/it-tests/uml/uml-run.sh" -m 4G -t $((secs + 1200)) -C "$root" -E "RBDNBD_HOME=$root" \
-  -E "SOAK_SECONDS=$secs" -E "DEVICES=${DEVICES:-16}" -E "CONNECTIONS=${CONNECTIONS:-64}" \
+  -E "SOAK_SECONDS=$secs" -E "DEVICES=${DEVICES:-16}" -E "CONNECTIONS=${CONNECTIONS:-64}" -E "RATE_IOPS=${RATE_IOPS:-6}" \
   -- bash "$here/guest/soak-guest.sh" | tee "$out.raw"
 python3 - "$out.raw" <<'PY' | tee "$out"
 import sys, collections

@@ -54,12 +54,17 @@ bound() { # who pid: "BOUND who MaxHeapSize MaxDirectMemorySize" (bytes), as the
 bound daemon "$dpid"; bound serve "$spid"
 sample 0 daemon "$dpid"; sample 0 serve "$spid"
 
-args=(--ioengine=libaio --direct=1 --rw=randrw --rwmixread=70 --bs=4k --iodepth=8 --time_based
+# The load is paced (RATE_IOPS per device job and per export connection): unpaced, 16 + 64 jobs
+# saturate the guest's one CPU and starve the Ceph mon and OSD, so the OSD restart and the
+# blocklisting never complete (measured: `ceph health` silent for 60 s). What is measured is
+# memory, threads and fds under sustained load and faults, not throughput.
+rate=${RATE_IOPS:-6}
+args=(--ioengine=libaio --direct=1 --rw=randrw --rwmixread=70 --bs=4k --iodepth=8 --time_based --rate_iops="$rate"
       --runtime="$SOAK_SECONDS" --size=32M --continue_on_error=all --group_reporting=0)
 for i in "${!devs[@]}"; do args+=(--name="dev$i" --filename="${devs[$i]}"); done
 fio "${args[@]}" --output=/run/fio-devices.txt &
 fio_dev=$!
-fio --name=export --ioengine=nbd --uri=nbd://127.0.0.1:10809/ --rw=randrw --rwmixread=70 --bs=4k --iodepth=4 \
+fio --name=export --ioengine=nbd --uri=nbd://127.0.0.1:10809/ --rw=randrw --rwmixread=70 --bs=4k --iodepth=4 --rate_iops="$(( rate / 4 > 0 ? rate / 4 : 1 ))" \
     --numjobs="$CONNECTIONS" --time_based --runtime="$SOAK_SECONDS" --size=256M --continue_on_error=all \
     --group_reporting --output=/run/fio-export.txt &
 fio_exp=$!
