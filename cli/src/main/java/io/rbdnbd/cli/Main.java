@@ -11,8 +11,11 @@ import java.util.List;
 
 /** Entry point of {@code bin/rbd-nbd}: picks the command and turns failures into one line and an exit code. */
 public final class Main {
-    /** Exit code for a command line that cannot be run (unknown command, bad option). */
-    static final int EXIT_USAGE = 2;
+    /**
+     * Exit code for a command line that cannot be run (unknown command, bad option): 1, as Ceph's
+     * rbd-nbd (scripts test for it).
+     */
+    static final int EXIT_USAGE = 1;
     /** Exit code when the command ran and failed (image cannot be opened, socket in use, ...). */
     static final int EXIT_FAILURE = 1;
 
