@@ -127,7 +127,8 @@ final class DeviceCommands {
     }
 
     /** {@code list-mapped [--format plain|json|xml] [--pretty-format]}: nothing when no daemon runs. */
-    static int listMapped(String[] args, Config config, PrintStream out) throws UsageException, CommandFailedException {
+    static int listMapped(String[] args, Config config, PrintStream out, PrintStream err)
+            throws UsageException, CommandFailedException {
         String format = "plain";
         boolean pretty = false;
         for (int i = 0; i < args.length; i++) {
@@ -144,7 +145,18 @@ final class DeviceCommands {
         }
         MappedListing.format(List.of(), format, pretty); // a bad format is refused before asking the daemon
         List<MappedListing.Row> rows = new ArrayList<>();
-        Config answer = callIfRunning(DaemonSettings.from(config), Map.of("op", ControlProtocol.LIST));
+        Config answer;
+        try {
+            answer = checked(ControlProtocol.call(DaemonSettings.from(config).controlSocket(), Map.of("op", ControlProtocol.LIST)));
+        } catch (ControlProtocol.NoDaemonException e) {
+            answer = null;
+        } catch (ControlProtocol.AccessDeniedException e) {
+            // as Ceph's: a user who cannot see the devices gets what it can see (none), and exit 0
+            err.println("rbd-nbd: list-mapped: " + e.getMessage() + "; listing none");
+            answer = null;
+        } catch (IOException e) {
+            throw new CommandFailedException(e.getMessage(), e);
+        }
         if (answer != null) {
             for (Config d : answer.getConfigList("devices")) {
                 rows.add(new MappedListing.Row(d.getLong("id"), d.getString("pool"), d.getString("namespace"),

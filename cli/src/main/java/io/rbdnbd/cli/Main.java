@@ -79,7 +79,7 @@ public final class Main {
                     yield command.equals("unmap") ? DeviceCommands.unmap(target, snapId, force, loadConfig())
                             : DeviceCommands.detach(target, snapId, loadConfig());
                 }
-                case "list-mapped" -> DeviceCommands.listMapped(rest, loadConfig(), out);
+                case "list-mapped" -> DeviceCommands.listMapped(rest, loadConfig(), out, err);
                 case "stats" -> DeviceCommands.stats(rest, loadConfig(), out);
                 case DaemonCommand.COMMAND -> DaemonCommand.run(rest, loadConfig());
                 default -> throw new UsageException("unknown command '" + command + "'");

@@ -137,6 +137,32 @@ class LauncherTest {
         assertFalse(Files.exists(run.resolve("control.sock")), "no daemon was started");
     }
 
+    /** As Ceph's: list-mapped by a user who may not ask the (root) daemon lists what it can, none, and exits 0. */
+    @Test
+    void listMappedByAnotherUserListsNoneAndExits0() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue("root".equals(System.getProperty("user.name")), "needs root");
+        Path run = dir.resolve("run");
+        ProcessBuilder pb = new ProcessBuilder(ServerProcess.launcherCommand("daemon"))
+                .redirectOutput(ProcessBuilder.Redirect.DISCARD).redirectError(dir.resolve("daemon.log").toFile());
+        pb.environment().put("RBDNBD_JAVA_OPTS", "-Drbdnbd.daemon.run-directory=" + run);
+        Process daemon = pb.start();
+        try {
+            for (int i = 0; i < 600 && !Files.exists(run.resolve("control.sock")); i++) {
+                Thread.sleep(100);
+            }
+            assertTrue(Files.exists(run.resolve("control.sock")), Files.readString(dir.resolve("daemon.log")));
+            Commands.Result r = Commands.run(QUICK, null, java.util.Map.of(), "su", "nobody", "-s", "/bin/sh", "-c",
+                    "RBDNBD_JAVA_OPTS=-Drbdnbd.daemon.run-directory=" + run + " " + ServerProcess.launcher()
+                            + " list-mapped --format json");
+            assertEquals(0, r.exitCode(), r.describe());
+            assertEquals("[]", r.stdout().trim(), r.describe());
+            assertTrue(r.stderr().contains("needs root"), r.describe());
+        } finally {
+            daemon.destroy();
+            daemon.waitFor();
+        }
+    }
+
     /** A foreground daemon whose heap cannot hold what its devices may have in flight is refused at start. */
     @Test
     void aDaemonHeapTooSmallForItsDevicesIsRefusedAtStart() {

@@ -64,11 +64,21 @@ public final class ControlProtocol {
         }
     }
 
+    /** The daemon is there, but this user may not talk to it (its socket is root's). */
+    public static final class AccessDeniedException extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        AccessDeniedException(String message, Throwable cause) {
+            super(message, cause);
+        }
+    }
+
     /**
      * Sends one request and waits for its answer.
      *
      * @throws NoDaemonException when no daemon listens on {@code socket}
-     * @throws IOException       when the daemon went away before answering, or access is refused
+     * @throws AccessDeniedException when this user may not talk to the daemon (not root)
+     * @throws IOException       when the daemon went away before answering
      */
     public static Config call(Path socket, Map<String, ?> request) throws IOException {
         SocketChannel c;
@@ -81,7 +91,7 @@ public final class ControlProtocol {
                 throw new NoDaemonException("no rbd-nbd daemon listens on " + socket, e);
             }
             if (e.getMessage() != null && e.getMessage().contains("Permission denied")) {
-                throw new IOException("cannot open the daemon's control socket " + socket
+                throw new AccessDeniedException("cannot open the daemon's control socket " + socket
                         + ": permission denied (rbd-nbd needs root)", e);
             }
             throw e;
