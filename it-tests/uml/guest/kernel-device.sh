@@ -149,7 +149,7 @@ lifecycle)
       || { cat /run/ro-$nl.log; fail "netlink=$nl: --log-file lacks the device's map and unmap lines"; }
     e=$(RBDNBD_JAVA_OPTS=$opts map file:/run/a.img --device /dev/nbd3) || exit 1
     grep -q "file:/run/a.img" /run/ro-$nl.log && { cat /run/ro-$nl.log; fail "another device's lines in /run/ro-$nl.log"; }
-    pid=$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+    pid=$(daemon_pid)
     [ "$(sysfs "$e" ro)" = 0 ] || fail "netlink=$nl: $e still ro when mapped read-write after a read-only map"
     dd if=/dev/zero of="$e" bs=4k count=1 oflag=direct status=none || fail "netlink=$nl: no write to $e after a read-only map of it"
     "$rbd_nbd" unmap "$e" || fail "unmap $e"
