@@ -114,13 +114,7 @@ class DaemonGuardianTest {
     }
 
     private static void awaitState(FakeAttach kernel, String device, String state) {
-        for (int i = 0; i < 250 && !state.equals(kernel.lastCommand.get(device)); i++) {
-            try {
-                Thread.sleep(20);
-            } catch (InterruptedException e) {
-                throw new AssertionError(e);
-            }
-        }
+        io.rbdnbd.engine.Await.until(() -> state.equals(kernel.lastCommand.get(device)));
         assertEquals(state, kernel.lastCommand.get(device));
     }
 
@@ -138,6 +132,8 @@ class DaemonGuardianTest {
         awaitState(netlink, a, "unmapped");
         ProcessHandle.of(pids.get(b)).orElseThrow().destroyForcibly(); // SIGKILL
         awaitState(netlink, b, "detached");
+        // the fake's state changes before the daemon hears the device is gone
+        io.rbdnbd.engine.Await.until(() -> list(n).size() == 1);
         assertEquals(List.of(c), list(n).stream().map(DaemonGuardian.Device::device).toList());
         assertTrue(io(netlink, c), "the other device serves on");
 
