@@ -67,8 +67,35 @@ public final class DeviceProcess implements AutoCloseable {
                     .redirectOutput(ProcessBuilder.Redirect.DISCARD)
                     .redirectError(ProcessBuilder.Redirect.DISCARD)
                     .start();
+            awaitExec(p);
             return new DeviceProcess(p, device);
         };
+    }
+
+    /**
+     * Waits (at most 2 s) until setsid has exec'd the link, so that the pid map answers with is
+     * already named rbd-nbd (ps -C rbd-nbd), not setsid.
+     */
+    private static void awaitExec(Process p) throws IOException {
+        Path comm = Path.of("/proc", String.valueOf(p.pid()), "comm");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        while (System.nanoTime() < deadline) {
+            try {
+                if (Files.readString(comm).trim().equals("rbd-nbd")) {
+                    return;
+                }
+            } catch (IOException e) {
+                break; // the process is gone already
+            }
+            try {
+                Thread.sleep(2);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        p.destroyForcibly();
+        throw new IOException("the device's process (pid " + p.pid() + ") did not become rbd-nbd within 2 s");
     }
 
     private static Path tail() throws IOException {
