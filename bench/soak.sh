@@ -9,7 +9,7 @@
 # + the JVM's own (200 MiB). The faults run beside the sampling, bounded in time; afterwards every
 # device and the export must still read back what is written to them.
 # env: SOAK_SECONDS (1800), DEVICES (16), CONNECTIONS (64), RATE_IOPS (6 per device job; a quarter, at least 1, per
-# export connection)
+# export connection), IO_TIMEOUT (0, as ceph-csi maps: the kernel waits out the OSD restart)
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -25,6 +25,7 @@ out="$here/results/soak-$(date +%Y%m%d-%H%M%S).txt"
 secs=${SOAK_SECONDS:-1800}
 "$root/it-tests/uml/uml-run.sh" -m 4G -t $((secs + 1200)) -C "$root" -E "RBDNBD_HOME=$root" \
   -E "SOAK_SECONDS=$secs" -E "DEVICES=${DEVICES:-16}" -E "CONNECTIONS=${CONNECTIONS:-64}" -E "RATE_IOPS=${RATE_IOPS:-6}" \
+  -E "IO_TIMEOUT=${IO_TIMEOUT:-0}" \
   -- bash "$here/guest/soak-guest.sh" | tee "$out.raw"
 python3 - "$out.raw" <<'PY' | tee "$out"
 import sys, collections
@@ -33,7 +34,7 @@ bound = {}
 s = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
-    if f[:1] in (["HEALTH"], ["FAULT"], ["FIO"], ["UNHEALTHY"], ["NOTE"], ["PASS"], ["FAIL"]) or line.startswith("["):
+    if f[:1] in (["HEALTH"], ["FAULT"], ["FIO"], ["UNHEALTHY"], ["NOTE"], ["PASS"], ["FAIL"], ["GONE"], ["KERNEL"]) or line.startswith("["):
         print(line.rstrip())
     if f[:1] == ["BOUND"] and len(f) == 4:
         bound[f[1]] = (int(f[2]) + int(f[3])) / 1048576 + JVM_OWN_MIB

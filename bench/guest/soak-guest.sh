@@ -15,6 +15,11 @@ nmt="-XX:NativeMemoryTracking=summary"
 DEVICES=${DEVICES:-16}
 CONNECTIONS=${CONNECTIONS:-64}
 SOAK_SECONDS=${SOAK_SECONDS:-1800}
+# ceph-csi maps with io-timeout=0 so that the kernel waits out a Ceph outage instead of failing
+# the device: this one-OSD cluster blocks every request while its OSD restarts (measured: ~100 s
+# under load, memstore saving and reloading its objects), and with the kernel's default 30 s every
+# device was torn down by the kernel (Ceph's rbd-nbd exits the same way).
+IO_TIMEOUT=${IO_TIMEOUT:-0}
 ceph_dir=/run/ceph
 
 fail() { echo "FAIL soak: $*"; tail -30 "$log" 2>/dev/null; tail -20 /run/serve.log 2>/dev/null; exit 1; }
@@ -23,7 +28,15 @@ direct_kib() { # NMT "Other" committed, KiB
   jcmd "$1" VM.native_memory summary 2>/dev/null | sed -n 's/^-  *Other (reserved=[0-9]*KB, committed=\([0-9]*\)KB)/\1/p' | head -1
 }
 sample() { # t who pid
-  [ -e "/proc/$3" ] || { echo "SAMPLE $1 $2 gone"; return; }
+  if [ ! -e "/proc/$3" ]; then # the first time: why (the process's last lines and the kernel's)
+    echo "SAMPLE $1 $2 gone"
+    [ -e "/run/gone-$2" ] && return
+    touch "/run/gone-$2"
+    echo "GONE $2: its log's last lines, then the kernel's"
+    tail -25 "$([ "$2" = daemon ] && echo "$log" || echo /run/serve.log)" 2>/dev/null | sed 's/^/GONE   /'
+    dmesg | tail -15 | sed 's/^/GONE   /'
+    return
+  fi
   echo "SAMPLE $1 $2 $(status "$3" VmRSS) $(status "$3" Threads) $(ls "/proc/$3/fd" | wc -l) $(direct_kib "$3")"
 }
 t0=$(date +%s)
@@ -39,7 +52,7 @@ step "cluster up, images created"
 export RBDNBD_JAVA_OPTS="$nmt -Drbdnbd.daemon.log-file=$log"
 devs=()
 for i in $(seq 0 $((DEVICES - 1))); do
-  d=$("$rbd_nbd" map "rbd/dev$i") || fail "map dev$i"
+  d=$("$rbd_nbd" map --io-timeout "$IO_TIMEOUT" "rbd/dev$i") || fail "map dev$i"
   devs+=("$d")
 done
 dpid=$(pgrep -f 'io[.]rbdnbd[.]cli[.]Main daemon' | head -1) # the daemon (list-mapped's ids are the devices' processes)
@@ -97,6 +110,7 @@ done
 wait "$fio_dev"; wait "$fio_exp"
 t=$(( $(date +%s) - start ))
 sample "$t" daemon "$dpid"; sample "$t" serve "$spid"
+echo "KERNEL $(dmesg | grep -c 'Possible stuck request') 'stuck request' lines (held past 30 s), $(dmesg | grep -c 'timed out') 'timed out' lines"
 grep -q "reopened" "$log" && step "rbd/dev0 reopened after the blocklisting" || echo "NOTE no reopen logged"
 for f in /run/fio-devices.txt /run/fio-export.txt; do
   echo "FIO $(basename "$f") $(grep -E '^ +(read|write):' "$f" | head -2 | tr -s ' ' | tr '\n' ' ')"
