@@ -101,7 +101,7 @@ public final class ControlServer implements AutoCloseable {
                     return ControlServer.<DaemonGuardian.MapReply>ask(daemon, scheduler, timeout,
                             to -> new DaemonGuardian.Map(r, to), reply -> reply.error() != null
                             ? ControlProtocol.error(reply.error())
-                            : ControlProtocol.ok(Map.of("device", reply.device(), "cookie", reply.cookie())));
+                            : ControlProtocol.ok(Map.of("device", reply.device(), "cookie", reply.cookie(), "id", reply.pid())));
                 }
                 case ControlProtocol.UNMAP -> {
                     return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout, to -> new DaemonGuardian.Unmap(

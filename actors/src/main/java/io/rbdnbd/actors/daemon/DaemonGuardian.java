@@ -45,8 +45,14 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     public record Map(DeviceRequest request, ActorRef<MapReply> replyTo) implements Command {
     }
 
-    /** @param error null when mapped */
-    public record MapReply(String device, String cookie, String error) {
+    /**
+     * @param pid   the id list-mapped shows for the device: its own process, or the daemon's
+     * @param error null when mapped
+     */
+    public record MapReply(String device, String cookie, long pid, String error) {
+        static MapReply failed(String error) {
+            return new MapReply(null, null, -1, error);
+        }
     }
 
     /**
@@ -183,20 +189,20 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     private Behavior<Command> onMap(Map m) {
         DeviceRequest r = m.request();
         if (stopping) {
-            m.replyTo().tell(new MapReply(null, null, "the daemon is stopping"));
+            m.replyTo().tell(MapReply.failed("the daemon is stopping"));
             return this;
         }
         if (r.device() != null) {
             for (Entry e : entries.values()) {
                 if (r.device().equals(e.device)) {
-                    m.replyTo().tell(new MapReply(null, null, r.device() + " is busy (mapped to " + e.request.spec() + ")"));
+                    m.replyTo().tell(MapReply.failed(r.device() + " is busy (mapped to " + e.request.spec() + ")"));
                     return this;
                 }
             }
         }
         int max = io.rbdnbd.actors.KernelBudget.of(getContext().getSystem()).maxDevices();
         if (entries.size() >= max) {
-            m.replyTo().tell(new MapReply(null, null, "the daemon serves " + entries.size()
+            m.replyTo().tell(MapReply.failed("the daemon serves " + entries.size()
                     + " devices, its most (rbdnbd.kernel.max-devices)"));
             return this;
         }
@@ -344,7 +350,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
             about(e, log -> log.info("{} mapped to {}{}", e.request.spec(), m.device(),
                     e.process != null ? " (pid " + e.process.pid() + ")" : ""));
             if (e.mapReplyTo != null) {
-                e.mapReplyTo.tell(new MapReply(m.device(), e.cookie, null));
+                e.mapReplyTo.tell(new MapReply(m.device(), e.cookie, e.process != null ? e.process.pid() : pid, null));
                 e.mapReplyTo = null;
             }
             if (stopping) {
@@ -438,7 +444,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
             params.jmx().unregisterDevice(e.device);
         }
         if (e.mapReplyTo != null) {
-            e.mapReplyTo.tell(new MapReply(null, null, error != null ? error : "unmapped before it was ready"));
+            e.mapReplyTo.tell(MapReply.failed(error != null ? error : "unmapped before it was ready"));
         }
         for (ActorRef<Reply> w : e.goneWaiters) {
             w.tell(new Reply(error));

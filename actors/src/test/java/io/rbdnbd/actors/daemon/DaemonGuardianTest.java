@@ -90,6 +90,7 @@ class DaemonGuardianTest {
         long pidA = devices.get(0).pid();
         long pidB = devices.get(1).pid();
         assertNotEquals(pidA, pidB, "each device has its own process");
+        assertEquals(List.of(pidA, pidB), List.of(a.pid(), b.pid()), "map answers with the id list-mapped shows");
         for (long pid : new long[] {pidA, pidB}) {
             assertNotEquals(ProcessHandle.current().pid(), pid);
             assertEquals("rbd-nbd", comm(pid), "ps -C rbd-nbd lists it");
