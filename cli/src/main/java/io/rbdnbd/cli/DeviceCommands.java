@@ -9,6 +9,8 @@ import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.nativeio.NativeException;
 import io.rbdnbd.nativeio.NbdDevice;
 import io.rbdnbd.nativeio.NbdNetlink;
+import sun.misc.Signal;
+import sun.misc.SignalHandler;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -18,6 +20,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -55,6 +58,37 @@ final class DeviceCommands {
         Config answer = callStarting(daemon, request, config.getString("rbdnbd.daemon.log-file"), config);
         String device = answer.getString("device");
         out.println(o.showCookie() ? device + " " + answer.getString("cookie") : device);
+        out.flush();
+        return o.foreground() ? stayWith(device, answer.getLong("id"), config, err) : 0;
+    }
+
+    /**
+     * {@code -f}/{@code -d}: stays until the device's process (its list-mapped id) ends, that is
+     * until the device is unmapped by anyone; SIGTERM or SIGINT to this command unmaps it, and the
+     * command then exits 0 (as Ceph's rbd-nbd in the foreground).
+     */
+    private static int stayWith(String device, long pid, Config config, PrintStream err) {
+        ProcessHandle process = ProcessHandle.of(pid).orElse(null);
+        if (process == null) {
+            return 0; // unmapped already
+        }
+        // completes with null when the device is gone, or with why an unmap asked for failed
+        CompletableFuture<String> ended = new CompletableFuture<>();
+        process.onExit().thenRun(() -> ended.complete(null));
+        SignalHandler unmapIt = s -> {
+            try {
+                unmap(device, -1, false, config);
+            } catch (CommandFailedException e) {
+                ended.complete(e.getMessage());
+            }
+        };
+        Signal.handle(new Signal("TERM"), unmapIt);
+        Signal.handle(new Signal("INT"), unmapIt);
+        String failure = ended.join();
+        if (failure != null) {
+            err.println("rbd-nbd: unmap " + device + ": " + failure);
+            return Main.EXIT_FAILURE;
+        }
         return 0;
     }
 

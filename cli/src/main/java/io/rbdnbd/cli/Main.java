@@ -33,7 +33,7 @@ public final class Main {
     /** Options of Ceph's rbd-nbd that take no value (every other option takes one). */
     private static final java.util.Set<String> FLAGS = java.util.Set.of("--read-only", "--notrim", "--exclusive",
             "--show-cookie", "--try-netlink", "--quiesce", "--pretty-format", "--force", "--exit-when-idle",
-            "--no-mon-config", "--no_mon_config");
+            "--no-mon-config", "--no_mon_config", "-f", "-d");
 
     static int run(String[] args, PrintStream out, PrintStream err) {
         if (args.length == 0) {
@@ -52,9 +52,14 @@ public final class Main {
             }
         }
         try {
+            refuseUnsupported(args);
             args = commandFirst(args);
             String command = args[0];
             String[] rest = Arrays.copyOfRange(args, 1, args.length);
+            if (!command.equals("map") && !command.equals("attach")) {
+                // Ceph's -f/-d (do not daemonize): every other command runs in the foreground anyway
+                rest = Arrays.stream(rest).filter(a -> !a.equals("-f") && !a.equals("-d")).toArray(String[]::new);
+            }
             return switch (command) {
                 case "serve" -> {
                     ServeCommand serve = ServeCommand.parse(rest);
@@ -97,6 +102,17 @@ public final class Main {
         } catch (CommandFailedException e) {
             err.println("rbd-nbd: " + e.getMessage());
             return EXIT_FAILURE;
+        }
+    }
+
+    /** Options of Ceph's rbd-nbd that rbdnbd cannot honour: refused, never silently ignored. */
+    static void refuseUnsupported(String[] args) throws UsageException {
+        for (String a : args) {
+            if (a.matches("--set(user|group)(=.*)?")) {
+                throw new UsageException(a.replaceFirst("=.*", "") + " is not supported: one daemon serves every device"
+                        + " and keeps the privileges each later map needs (netlink and the nbd ioctls want"
+                        + " CAP_NET_ADMIN and CAP_SYS_ADMIN); restrict it with the systemd unit instead");
+            }
         }
     }
 
@@ -211,6 +227,8 @@ public final class Main {
                       when none runs (it exits again with its last device; its log: rbdnbd.daemon.log-file).
                       --log-file PATH: the device's own lines (map, errors, reopens, unmap) go there too.
                       Netlink devices outlive a killed daemon for the re-attach timeout (default 30 s).
+                      -f: stay in the foreground until the device is unmapped; SIGTERM or SIGINT to map
+                      unmaps it.  -d: as -f, and the device's lines go to map's stderr.
                   attach --device /dev/nbdN [--cookie C] IMAGE
                       Serve a netlink device whose server died or was detached; the kernel replays the
                       I/O it held.

@@ -14,10 +14,12 @@ import java.util.Map;
  * @param nbdsMax  the nbd module's nbds_max when this command loads it; 0: the module's default
  * @param maxPart  the nbd module's max_part when this command loads it; -1: the module's default
  * @param logFile  the device's own log file (its lines also go to the daemon's log); null: none
+ * @param foreground {@code -f}/{@code -d}: the command stays until the device is unmapped, and
+ *                   SIGTERM/SIGINT to it unmaps the device (Ceph's rbd-nbd not daemonizing)
  */
 record MapOptions(String spec, ImageSpec image, String device, boolean readOnly, boolean noTrim, int ioTimeoutSeconds,
                   long createSize, int reattachTimeoutSeconds, String cookie, boolean showCookie, RbdOptions rbd,
-                  boolean quiesce, String quiesceHook, int nbdsMax, int maxPart, String logFile) {
+                  boolean quiesce, String quiesceHook, int nbdsMax, int maxPart, String logFile, boolean foreground) {
 
     /** Kernel default I/O timeout, as Ceph's rbd-nbd leaves it. */
     static final int DEFAULT_IO_TIMEOUT = 30;
@@ -40,6 +42,8 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         int nbdsMax = 0;
         int maxPart = -1;
         String logFile = null;
+        boolean foreground = false;
+        boolean logToStderr = false;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             int taken = rbd.accept(args, i);
@@ -69,6 +73,11 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
                 case "--nbds_max", "--nbds-max" -> nbdsMax = wholeNumber(command, value(command, args, ++i, a), a);
                 case "--max_part", "--max-part" -> maxPart = wholeNumber(command, value(command, args, ++i, a), a);
                 case "--log-file", "--log_file" -> logFile = Path.of(value(command, args, ++i, a)).toAbsolutePath().toString();
+                case "-f" -> foreground = true;
+                case "-d" -> { // Ceph's -d: foreground, logging to stderr
+                    foreground = true;
+                    logToStderr = true;
+                }
                 case "--read-only" -> readOnly = true;
                 case "--notrim" -> noTrim = true;
                 case "--io-timeout", "--timeout" -> timeout = wholeNumber(command, value(command, args, ++i, a), a);
@@ -117,9 +126,14 @@ record MapOptions(String spec, ImageSpec image, String device, boolean readOnly,
         if (command.equals("attach") && device == null) {
             throw new UsageException("attach: --device /dev/nbdN is required");
         }
+        if (logToStderr && logFile == null) {
+            // the daemon writes the device's lines to this command's stderr, which it does not
+            // inherit: through /proc, for as long as this command lives (as long as the device)
+            logFile = "/proc/" + ProcessHandle.current().pid() + "/fd/2";
+        }
         // --quiesce-hook without --quiesce is ignored, as by Ceph's rbd-nbd
         return new MapOptions(spec, image, device, readOnly, noTrim, timeout, size, reattach, cookie, showCookie, rbd,
-                quiesce, hook, nbdsMax, maxPart, logFile);
+                quiesce, hook, nbdsMax, maxPart, logFile, foreground);
     }
 
     private static String value(String command, String[] args, int i, String option) throws UsageException {

@@ -101,7 +101,10 @@ final class RbdOptions {
         if (!a.startsWith("--") || !CEPH_OPTION.matcher(a.substring(2)).matches()) {
             return -1;
         }
-        ceph.put("options." + a.substring(2).replace('-', '_'), value(args, i, a));
+        if (i + 1 >= args.length || args[i + 1].startsWith("--")) { // a mistyped flag, not a setting
+            throw new UsageException(command + ": unknown option '" + a + "' (a Ceph setting takes a value)");
+        }
+        ceph.put("options." + a.substring(2).replace('-', '_'), args[i + 1]);
         return i + 1;
     }
 
