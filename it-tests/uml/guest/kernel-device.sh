@@ -126,6 +126,25 @@ lifecycle)
   [ -n "$(sysfs "$c" pid)" ] && [ -n "$(sysfs "$d" pid)" ] || fail "SIGTERM to $e's process disconnected another device"
   [ "$("$rbd_nbd" list-mapped --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2 ] \
     || fail "list-mapped after SIGTERM to $e's process: $("$rbd_nbd" list-mapped)"
+  # -f (Ceph's foreground map): map stays while the device is mapped; SIGTERM to it unmaps the
+  # device and it exits 0. -d: the same, with the device's lines on map's stderr
+  "$rbd_nbd" map -f file:/run/e.img > /run/fg.out 2>/run/fg.err &
+  fg=$!
+  for _ in $(seq 600); do [ -s /run/fg.out ] && break; sleep 0.1; done
+  f=$(cat /run/fg.out)
+  [ -n "$f" ] && [ -n "$(sysfs "$f" pid)" ] || fail "map -f: no device connected ($f): $(cat /run/fg.err)"
+  sleep 1; kill -0 $fg 2>/dev/null || fail "map -f ended while $f is mapped"
+  kill -TERM $fg; wait $fg || fail "map -f exited non-zero after SIGTERM: $(cat /run/fg.err)"
+  [ -z "$(sysfs "$f" pid)" ] || fail "map -f: $f still connected after SIGTERM to map"
+  "$rbd_nbd" -d map file:/run/e.img > /run/fg.out 2>/run/fg.err &
+  fg=$!
+  for _ in $(seq 600); do [ -s /run/fg.out ] && break; sleep 0.1; done
+  f=$(cat /run/fg.out)
+  [ -n "$f" ] || fail "map -d printed no device: $(cat /run/fg.err)"
+  "$rbd_nbd" unmap "$f" || fail "unmap $f (map -d)"
+  wait $fg || fail "map -d exited non-zero after its device was unmapped: $(cat /run/fg.err)"
+  grep -q "file:/run/e.img mapped to $f" /run/fg.err || fail "map -d: the device's lines are not on its stderr: $(cat /run/fg.err)"
+  [ -n "$(sysfs "$c" pid)" ] && [ -n "$(sysfs "$d" pid)" ] || fail "map -f/-d disturbed the other devices"
   # SIGTERM to the daemon: drain, disconnect, exit (as Ceph's rbd-nbd does in ioctl mode)
   pid=$(daemon_pid)
   dd if=/dev/urandom of="$c" bs=64k count=64 oflag=direct status=none || fail "write before SIGTERM"

@@ -141,6 +141,38 @@ for _ in $(seq 100); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
 [ ! -e "/proc/$pid" ] || fail "the daemon still runs without devices"
 step "detach then attach kept the data; the daemon exited with its last device"
 
+# ceph-csi's own command lines (NodeStage, a restart of the node plugin, NodeUnstage twice), with
+# no ceph.conf: the monitors, the user and its key reach the image's client from the command line
+key=/run/csi.keyfile; ceph auth print-key client.admin > "$key" || fail "ceph auth print-key"
+mon=$(sed -n 's/^mon host = //p' "$CEPH_CONF"); csi_log=/run/rbd-nbd-vol1.log
+rbd create --size 64M rbd/csi || fail "rbd create rbd/csi"
+csi() { env -u CEPH_CONF "$@"; }
+dev=$(csi /run/rbdbin/rbd --id admin -m "$mon" --keyfile="$key" --log-file "$csi_log" device map rbd/csi --device-type nbd \
+        --options try-netlink --options reattach-timeout=300 --options io-timeout=0 --options cookie=vol1) \
+  || fail "ceph-csi's rbd device map"
+dd if=/run/data2 of="$dev" bs=1M oflag=direct status=none || fail "write $dev (ceph-csi's map)"
+csi /run/rbdbin/rbd device list --format=json --device-type nbd > /run/csi-list.json || fail "rbd device list --format=json"
+python3 - "$dev" "$(device_pid "$dev")" /run/csi-list.json <<'PY' || fail "ceph-csi's parse of rbd device list: $(cat /run/csi-list.json)"
+import json, sys
+dev, pid, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rows = [x for x in json.load(open(path)) if x["image"] == "csi"]
+assert len(rows) == 1 and type(rows[0]["id"]) is int and rows[0]["id"] == pid, rows  # ceph-csi: ID int64
+assert (rows[0]["pool"], rows[0]["device"]) == ("rbd", dev), rows
+PY
+grep -q "rbd/csi mapped to $dev" "$csi_log" || { cat "$csi_log"; fail "ceph-csi's --log-file lacks the map line"; }
+pid=$(daemon_pid); kill -9 "$pid"   # the node plugin's container restarts: its processes die
+for _ in $(seq 100); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+[ -e "/sys/block/${dev#/dev/}" ] && [ "$(cat "/sys/block/${dev#/dev/}/size")" != 0 ] || fail "$dev not held for attach after kill -9"
+csi "$rbd_nbd" --id admin -m "$mon" --keyfile="$key" --log-file "$csi_log" attach rbd/csi --device "$dev" --try-netlink \
+  --reattach-timeout=300 --io-timeout=0 --cookie=vol1 || fail "ceph-csi's rbd-nbd attach after kill -9"
+[ "$(head -c 4M "$dev" | md5sum)" = "$(md5sum < /run/data2)" ] || fail "data after ceph-csi's attach"
+[ "$(grep -c "rbd/csi mapped to $dev" "$csi_log")" = 2 ] || { cat "$csi_log"; fail "ceph-csi's --log-file lacks the attach line"; }
+csi /run/rbdbin/rbd unmap --device-type nbd rbd/csi || fail "ceph-csi's rbd unmap"
+out=$(csi /run/rbdbin/rbd unmap --device-type nbd rbd/csi 2>&1) && fail "a second unmap of rbd/csi succeeded"
+[[ $out == *"rbd-nbd: rbd/csi is not mapped"* ]] || fail "ceph-csi's 'already unmapped' test fails on: $out"
+for _ in $(seq 100); do [ -n "$(daemon_pid)" ] || break; sleep 0.1; done
+step "ceph-csi's map, device list (numeric id), attach after kill -9 and unmap twice"
+
 # SIGTERM unmaps the daemon's ioctl devices (as killing Ceph's rbd-nbd does)
 dev=$(RBDNBD_JAVA_OPTS="$RBDNBD_JAVA_OPTS -Drbdnbd.kernel.netlink=off" map rbd/img) || exit 1
 dev2=$(map rbd/img2 --read-only) || exit 1
