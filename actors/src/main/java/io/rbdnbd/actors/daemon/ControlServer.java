@@ -152,7 +152,7 @@ public final class ControlServer implements AutoCloseable {
         }
         m.put("device", d.device());
         m.put("cookie", d.cookie());
-        m.put("state", d.state());
+        m.put("state", d.state().label());
         return m;
     }
 

@@ -82,7 +82,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     }
 
     /** A device of this daemon, as list-mapped and stats show it. */
-    public record Device(long pid, String spec, ImageSpec image, String device, String cookie, String state,
+    public record Device(long pid, String spec, ImageSpec image, String device, String cookie, DeviceState state,
                          boolean netlink) {
     }
 
@@ -117,7 +117,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         volatile String device;
         boolean netlink;
         /** Read by JMX threads through the device's view. */
-        volatile String state = "mapping";
+        volatile DeviceState state = DeviceState.MAPPING;
         DeviceView view;
         /** Stands for the device (its id) while it is mapped; null before, or when none could start. */
         DeviceProcess process;
@@ -237,7 +237,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
             return this;
         }
         e.goneWaiters.add(u.replyTo());
-        e.state = "unmapping";
+        e.state = DeviceState.UNMAPPING;
         e.supervisor.tell(u.force() ? new DeviceSupervisor.ForceUnmap() : new DeviceSupervisor.Unmap());
         return this;
     }
@@ -247,15 +247,15 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         if (e == null) {
             return this;
         }
-        if (!e.netlink || e.device == null || "mapping".equals(e.state)) {
-            d.replyTo().tell(new Reply(e.device == null || "mapping".equals(e.state)
+        if (!e.netlink || e.device == null || e.state == DeviceState.MAPPING) {
+            d.replyTo().tell(new Reply(e.device == null || e.state == DeviceState.MAPPING
                     ? e.request.spec() + " is still being mapped"
                     : e.device + " is attached through the ioctls and cannot outlive its server: detach needs netlink"
                     + " (rbdnbd.kernel.netlink = on and a kernel with the nbd netlink family)"));
             return this;
         }
         e.goneWaiters.add(d.replyTo());
-        e.state = "detaching";
+        e.state = DeviceState.DETACHING;
         e.supervisor.tell(new DeviceSupervisor.Detach());
         return this;
     }
@@ -290,7 +290,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
     private Behavior<Command> onList(ListDevices l) {
         List<Device> out = new ArrayList<>();
         for (Entry e : entries.values()) {
-            if (e.device != null && !"mapping".equals(e.state)) {
+            if (e.device != null && e.state != DeviceState.MAPPING) {
                 out.add(new Device(e.process != null ? e.process.pid() : pid, e.request.spec(), e.request.image(),
                         e.device, e.cookie, e.state, e.netlink));
             }
@@ -324,7 +324,7 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         }
         stopping = true;
         for (Entry e : entries.values()) {
-            e.state = "stopping";
+            e.state = DeviceState.STOPPING;
             e.supervisor.tell(new DeviceSupervisor.Stop());
         }
         return entries.isEmpty() ? exit() : this;
@@ -339,12 +339,10 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
         if (r instanceof DeviceSupervisor.Mapped m) {
             e.device = m.device();
             e.netlink = m.netlink();
-            e.state = "mapped";
+            e.state = DeviceState.MAPPED;
             ReopenableBackend image = m.image();
-            e.view = new DeviceView(DeviceInfo.of(e.request::spec, () -> e.device,
-                    () -> "mapped".equals(e.state) && !image.isUp() ? DeviceState.REOPENING.label() : e.state,
-                    image::size, image::generation,
-                    () -> image.lastLoss().map(l -> l.at() + ": " + l.cause()).orElse("")), m.stats());
+            e.view = new DeviceView(DeviceInfo.of(e.request.spec(), () -> e.device,
+                    () -> e.state == DeviceState.MAPPED && !image.isUp() ? DeviceState.REOPENING : e.state, image), m.stats());
             params.jmx().registerDevice(m.device(), e.view);
             startProcess(e);
             about(e, log -> log.info("{} mapped to {}{}", e.request.spec(), m.device(),
@@ -399,11 +397,11 @@ public final class DaemonGuardian extends AbstractBehavior<DaemonGuardian.Comman
      */
     private Behavior<Command> onDeviceProcessEnded(DeviceProcessEnded p) {
         Entry e = entries.get(p.id());
-        if (e == null || e.process == null || e.process.pid() != p.pid() || !"mapped".equals(e.state)) {
+        if (e == null || e.process == null || e.process.pid() != p.pid() || e.state != DeviceState.MAPPED) {
             return this;
         }
         e.process = null; // gone already: list-mapped shows the daemon's pid until the device is
-        e.state = "unmapping";
+        e.state = DeviceState.UNMAPPING;
         if (DeviceProcess.asksToUnmap(p.exitValue())) {
             about(e, log -> log.info("{}: its process (pid {}) was asked to end: unmapping", e.device, p.pid()));
             e.supervisor.tell(new DeviceSupervisor.Unmap());

@@ -28,7 +28,7 @@ public interface DeviceInfo {
     String lastError();
 
     /** A {@link DeviceInfo} that asks the given suppliers. */
-    static DeviceInfo of(Supplier<String> image, Supplier<String> device, Supplier<String> state,
+    static DeviceInfo of(Supplier<String> image, Supplier<String> device, Supplier<DeviceState> state,
                          LongSupplier sizeBytes, LongSupplier restarts, Supplier<String> lastError) {
         return new SuppliedDeviceInfo(image, device, state, sizeBytes, restarts, lastError);
     }
@@ -39,7 +39,7 @@ public interface DeviceInfo {
      * state from the daemon.
      */
     static DeviceInfo of(String image, Supplier<String> device, Supplier<DeviceState> state, ReopenableBackend backend) {
-        return of(() -> image, device, () -> state.get().label(), backend::size, backend::generation,
+        return of(() -> image, device, state, backend::size, backend::generation,
                 () -> backend.lastLoss().map(l -> l.at() + ": " + l.cause()).orElse(""));
     }
 }

@@ -11,7 +11,11 @@ public enum DeviceState {
     /** Reopening failed for good: every request gets EIO until unmapped. */
     GAVE_UP("gave-up"),
     /** Disconnecting the device, then closing (flushing) the image. */
-    UNMAPPING("unmapping");
+    UNMAPPING("unmapping"),
+    /** Leaving a netlink device to the kernel (for attach), then closing the image. */
+    DETACHING("detaching"),
+    /** The daemon stops: ioctl devices are unmapped, netlink ones detached. */
+    STOPPING("stopping");
 
     private final String label;
 

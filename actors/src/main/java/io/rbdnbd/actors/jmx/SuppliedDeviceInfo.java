@@ -5,7 +5,7 @@ import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 
 /** {@link DeviceInfo#of}: each value from its supplier. */
-record SuppliedDeviceInfo(Supplier<String> imageOf, Supplier<String> deviceOf, Supplier<String> stateOf,
+record SuppliedDeviceInfo(Supplier<String> imageOf, Supplier<String> deviceOf, Supplier<DeviceState> stateOf,
                           LongSupplier sizeOf, LongSupplier restartsOf, Supplier<String> lastErrorOf)
         implements DeviceInfo {
 
@@ -30,7 +30,8 @@ record SuppliedDeviceInfo(Supplier<String> imageOf, Supplier<String> deviceOf, S
 
     @Override
     public String state() {
-        return stateOf.get();
+        DeviceState state = stateOf.get();
+        return state == null ? null : state.label();
     }
 
     @Override

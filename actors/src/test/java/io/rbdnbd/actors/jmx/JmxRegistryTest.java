@@ -22,7 +22,7 @@ class JmxRegistryTest {
     private final JmxRegistry registry = new JmxRegistry(server);
 
     static DeviceView view(String device) {
-        return new DeviceView(DeviceInfo.of(() -> "rbd/vm", () -> device, DeviceState.MAPPED::label, () -> 4096,
+        return new DeviceView(DeviceInfo.of(() -> "rbd/vm", () -> device, () -> DeviceState.MAPPED, () -> 4096,
                 () -> 0, () -> ""), new IoStats());
     }
 

@@ -62,7 +62,7 @@ class JmxRemoteTest {
         }
         long start = stats.started();
         stats.completed(Nbd.CMD_WRITE, 4096, Errno.ETIMEDOUT, start);
-        view = new DeviceView(DeviceInfo.of(() -> "rbd/vm1", () -> DEVICE, DeviceState.MAPPED::label,
+        view = new DeviceView(DeviceInfo.of(() -> "rbd/vm1", () -> DEVICE, () -> DeviceState.MAPPED,
                 () -> 1L << 30, () -> 2, () -> "lost"), stats);
         name = registry.registerDevice(DEVICE, view);
     }

@@ -58,14 +58,14 @@ class StatsTextTest {
         }
         stats.started(); // one still in flight
         clock.set(5010 * SECOND + SECOND / 2);
-        return new DeviceView(DeviceInfo.of(() -> "rbd/ns1/vm1", () -> "/dev/nbd3", DeviceState.MAPPED::label,
+        return new DeviceView(DeviceInfo.of(() -> "rbd/ns1/vm1", () -> "/dev/nbd3", () -> DeviceState.MAPPED,
                 () -> 10L << 30, () -> 1, () -> "2025-01-02T03:04:05Z: injected: client blocklisted: ESHUTDOWN"),
                 stats);
     }
 
     static DeviceView idle() {
         return new DeviceView(DeviceInfo.of(() -> "file:/var/tmp/b.img", () -> "/dev/nbd12",
-                DeviceState.REOPENING::label, () -> 1L << 20, () -> 0, () -> ""), new IoStats());
+                () -> DeviceState.REOPENING, () -> 1L << 20, () -> 0, () -> ""), new IoStats());
     }
 
     @Test
@@ -97,7 +97,7 @@ class StatsTextTest {
 
     @Test
     void aMultiLineErrorStaysOnOneLine() {
-        DeviceView view = new DeviceView(DeviceInfo.of(() -> "x", () -> "/dev/nbd0", () -> "mapped", () -> 0,
+        DeviceView view = new DeviceView(DeviceInfo.of(() -> "x", () -> "/dev/nbd0", () -> DeviceState.MAPPED, () -> 0,
                 () -> 0, () -> "first\nsecond"), new IoStats());
         String text = StatsText.format(view);
         assertEquals("LastError: first second", text.lines().filter(l -> l.startsWith("LastError")).findFirst()
