@@ -16,10 +16,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
@@ -52,14 +49,11 @@ final class DeviceCommands {
                         + " load it", null);
             }
         }
-        Map<String, Object> request = new LinkedHashMap<>();
-        request.put("op", ControlProtocol.MAP);
-        request.put("device", entry.root().unwrapped()); // nested: "ceph.options.x" is a path, not a key
-        Config answer = callStarting(daemon, request, config.getString("rbdnbd.daemon.log-file"), config);
-        String device = answer.getString("device");
-        out.println(o.showCookie() ? device + " " + answer.getString("cookie") : device);
+        ControlProtocol.Mapped mapped = expect(ControlProtocol.Mapped.class,
+                callStarting(daemon, new ControlProtocol.MapRequest(entry), config.getString("rbdnbd.daemon.log-file"), config));
+        out.println(o.showCookie() ? mapped.device() + " " + mapped.cookie() : mapped.device());
         out.flush();
-        return o.foreground() ? stayWith(device, answer.getLong("id"), config, err) : 0;
+        return o.foreground() ? stayWith(mapped.device(), mapped.id(), config, err) : 0;
     }
 
     /**
@@ -94,13 +88,8 @@ final class DeviceCommands {
 
     /** Unmaps a device named by path or image spec and waits until it is gone. */
     static int unmap(String target, long snapId, boolean force, Config config) throws CommandFailedException {
-        Map<String, Object> request = new LinkedHashMap<>();
-        request.put("op", ControlProtocol.UNMAP);
-        request.put("target", target);
-        request.put("snap-id", snapId);
-        request.put("force", force);
         try {
-            if (callIfRunning(DaemonSettings.from(config), request) != null) {
+            if (callIfRunning(DaemonSettings.from(config), new ControlProtocol.UnmapRequest(target, snapId, force)) != null) {
                 return 0;
             }
         } catch (CommandFailedException e) {
@@ -137,11 +126,7 @@ final class DeviceCommands {
     }
 
     static int detach(String target, long snapId, Config config) throws CommandFailedException {
-        Map<String, Object> request = new LinkedHashMap<>();
-        request.put("op", ControlProtocol.DETACH);
-        request.put("target", target);
-        request.put("snap-id", snapId);
-        if (callIfRunning(DaemonSettings.from(config), request) == null) {
+        if (callIfRunning(DaemonSettings.from(config), new ControlProtocol.DetachRequest(target, snapId)) == null) {
             throw new CommandFailedException(ImageSpec.describeTarget(target, snapId) + " is not mapped", null);
         }
         return 0;
@@ -152,10 +137,12 @@ final class DeviceCommands {
         if (args.length > 1 || (args.length == 1 && args[0].startsWith("-"))) {
             throw new UsageException("stats: give at most one device (/dev/nbdN) or image");
         }
-        Map<String, Object> request = new LinkedHashMap<>();
-        request.put("op", ControlProtocol.STATS);
-        request.put("target", args.length == 1 ? args[0] : "");
-        out.print(call(DaemonSettings.from(config), request).getString("text"));
+        ControlProtocol.Answer answer = callIfRunning(DaemonSettings.from(config),
+                new ControlProtocol.StatsRequest(args.length == 1 ? args[0] : ""));
+        if (answer == null) {
+            throw new CommandFailedException("stats: no rbd-nbd daemon runs (nothing is mapped)", null);
+        }
+        out.print(expect(ControlProtocol.StatsText.class, answer).text());
         out.flush();
         return 0;
     }
@@ -178,10 +165,10 @@ final class DeviceCommands {
             }
         }
         MappedListing.format(List.of(), format, pretty); // a bad format is refused before asking the daemon
-        List<MappedListing.Row> rows = new ArrayList<>();
-        Config answer;
+        List<ControlProtocol.MappedDevice> rows = List.of();
+        ControlProtocol.Answer answer;
         try {
-            answer = checked(ControlProtocol.call(DaemonSettings.from(config).controlSocket(), Map.of("op", ControlProtocol.LIST)));
+            answer = checked(ControlProtocol.call(DaemonSettings.from(config).controlSocket(), new ControlProtocol.ListRequest()));
         } catch (ControlProtocol.NoDaemonException e) {
             answer = null;
         } catch (ControlProtocol.AccessDeniedException e) {
@@ -192,28 +179,17 @@ final class DeviceCommands {
             throw new CommandFailedException(e.getMessage(), e);
         }
         if (answer != null) {
-            for (Config d : answer.getConfigList("devices")) {
-                rows.add(new MappedListing.Row(d.getLong("id"), d.getString("pool"), d.getString("namespace"),
-                        d.getString("image"), d.getString("snap"), d.getString("device"), d.getString("cookie")));
-            }
+            rows = expect(ControlProtocol.Listed.class, answer).devices();
         }
         out.print(MappedListing.format(rows, format, pretty));
         out.flush();
         return 0;
     }
 
-    /** One request to a running daemon; an error answer becomes the command's failure. */
-    static Config call(DaemonSettings daemon, Map<String, ?> request) throws CommandFailedException {
-        Config answer = callIfRunning(daemon, request);
-        if (answer == null) {
-            throw new CommandFailedException(request.get("op") + ": no rbd-nbd daemon runs (nothing is mapped)", null);
-        }
-        return answer;
-    }
-
-    /** As {@link #call}, or null when no daemon runs. */
-    private static Config callIfRunning(DaemonSettings daemon, Map<String, ?> request) throws CommandFailedException {
-        Config answer;
+    /** One request to a running daemon, or null when none runs; a {@link ControlProtocol.Failed} answer becomes the command's failure. */
+    private static ControlProtocol.Answer callIfRunning(DaemonSettings daemon, ControlProtocol.Request request)
+            throws CommandFailedException {
+        ControlProtocol.Answer answer;
         try {
             answer = ControlProtocol.call(daemon.controlSocket(), request);
         } catch (ControlProtocol.NoDaemonException e) {
@@ -224,17 +200,27 @@ final class DeviceCommands {
         return checked(answer);
     }
 
-    private static Config checked(Config answer) throws CommandFailedException {
-        if (!answer.getBoolean("ok")) {
-            throw new CommandFailedException(answer.getString("error"), null);
+    private static ControlProtocol.Answer checked(ControlProtocol.Answer answer) throws CommandFailedException {
+        if (answer instanceof ControlProtocol.Failed f) {
+            throw new CommandFailedException(f.error(), null);
         }
         return answer;
     }
 
-    /** As {@link #call}, starting the daemon first when none runs. */
-    private static Config callStarting(DaemonSettings daemon, Map<String, ?> request, String logFile, Config config)
+    /** The answer as the kind the request asked for; another kind means the daemon is not ours. */
+    private static <T extends ControlProtocol.Answer> T expect(Class<T> kind, ControlProtocol.Answer answer)
             throws CommandFailedException {
-        Config answer = callIfRunning(daemon, request);
+        if (!kind.isInstance(answer)) {
+            throw new CommandFailedException("the rbd-nbd daemon answered " + answer + " where "
+                    + kind.getSimpleName() + " was due", null);
+        }
+        return kind.cast(answer);
+    }
+
+    /** As {@link #callIfRunning}, starting the daemon first when none runs. */
+    private static ControlProtocol.Answer callStarting(DaemonSettings daemon, ControlProtocol.Request request, String logFile,
+                                                       Config config) throws CommandFailedException {
+        ControlProtocol.Answer answer = callIfRunning(daemon, request);
         if (answer != null) {
             return answer;
         }

@@ -1,5 +1,7 @@
 package io.rbdnbd.cli;
 
+import io.rbdnbd.actors.daemon.ControlProtocol.MappedDevice;
+
 import java.util.ArrayList;
 import java.util.List;
 
@@ -13,17 +15,16 @@ final class MappedListing {
     private MappedListing() {
     }
 
-    /** One mapped device; empty strings where Ceph prints them empty (no namespace, no snapshot). */
-    record Row(long id, String pool, String namespace, String image, String snap, String device, String cookie) {
-        List<String> cells() {
-            return List.of(Long.toString(id), pool, namespace, image, snap.isEmpty() ? "-" : snap, device, cookie);
-        }
+    /** A device's cells in Ceph's plain table ("-" for no snapshot). */
+    private static List<String> cells(MappedDevice r) {
+        return List.of(Long.toString(r.id()), r.pool(), r.namespace(), r.image(), r.snap().isEmpty() ? "-" : r.snap(),
+                r.device(), r.cookie());
     }
 
     static final List<String> COLUMNS = List.of("id", "pool", "namespace", "image", "snap", "device", "cookie");
 
     /** @throws UsageException for a format other than plain, json and xml */
-    static String format(List<Row> rows, String format, boolean pretty) throws UsageException {
+    static String format(List<MappedDevice> rows, String format, boolean pretty) throws UsageException {
         return switch (format) {
             case "plain" -> plain(rows);
             case "json" -> json(rows, pretty);
@@ -32,21 +33,21 @@ final class MappedListing {
         };
     }
 
-    private static String plain(List<Row> rows) {
+    private static String plain(List<MappedDevice> rows) {
         if (rows.isEmpty()) {
             return "";
         }
         int[] width = COLUMNS.stream().mapToInt(String::length).toArray();
-        for (Row r : rows) {
-            List<String> c = r.cells();
+        for (MappedDevice r : rows) {
+            List<String> c = cells(r);
             for (int i = 0; i < width.length; i++) {
                 width[i] = Math.max(width[i], c.get(i).length());
             }
         }
         StringBuilder sb = new StringBuilder();
         line(sb, COLUMNS, width);
-        for (Row r : rows) {
-            line(sb, r.cells(), width);
+        for (MappedDevice r : rows) {
+            line(sb, cells(r), width);
         }
         return sb.toString();
     }
@@ -59,7 +60,7 @@ final class MappedListing {
         sb.append('\n');
     }
 
-    private static List<String[]> fields(Row r) {
+    private static List<String[]> fields(MappedDevice r) {
         List<String[]> f = new ArrayList<>();
         f.add(new String[]{"id", Long.toString(r.id()), "number"});
         f.add(new String[]{"pool", r.pool()});
@@ -71,7 +72,7 @@ final class MappedListing {
         return f;
     }
 
-    private static String json(List<Row> rows, boolean pretty) {
+    private static String json(List<MappedDevice> rows, boolean pretty) {
         if (!pretty) {
             StringBuilder sb = new StringBuilder("[");
             for (int i = 0; i < rows.size(); i++) {
@@ -124,12 +125,12 @@ final class MappedListing {
         return sb.append('"').toString();
     }
 
-    private static String xml(List<Row> rows, boolean pretty) {
+    private static String xml(List<MappedDevice> rows, boolean pretty) {
         StringBuilder sb = new StringBuilder("<devices>");
         if (pretty) {
             sb.append('\n');
         }
-        for (Row r : rows) {
+        for (MappedDevice r : rows) {
             sb.append(pretty ? "    <device>\n" : "<device>");
             for (String[] f : fields(r)) {
                 sb.append(pretty ? "        " : "").append('<').append(f[0]).append('>').append(xmlText(f[1]))

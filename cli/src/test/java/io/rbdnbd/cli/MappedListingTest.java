@@ -1,5 +1,6 @@
 package io.rbdnbd.cli;
 
+import io.rbdnbd.actors.daemon.ControlProtocol;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -15,10 +16,10 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /** list-mapped output against golden files (src/test/resources/list-mapped/), and Ceph's empty outputs. */
 class MappedListingTest {
-    static final List<MappedListing.Row> ROWS = List.of(
-            new MappedListing.Row(4242, "rbd", "", "vm1", "", "/dev/nbd0", "9f1c2a4e-1b7d-4c1e-9a43-2f1d8c3e5b6a"),
-            new MappedListing.Row(77, "ssd", "tenant-a", "db", "weekly", "/dev/nbd12", "c1"),
-            new MappedListing.Row(77, "", "", "file:/var/tmp/a&b<c>.img", "", "/dev/nbd3", ""));
+    static final List<ControlProtocol.MappedDevice> ROWS = List.of(
+            new ControlProtocol.MappedDevice(4242, "rbd", "", "vm1", "", "/dev/nbd0", "9f1c2a4e-1b7d-4c1e-9a43-2f1d8c3e5b6a", "mapped"),
+            new ControlProtocol.MappedDevice(77, "ssd", "tenant-a", "db", "weekly", "/dev/nbd12", "c1", "mapped"),
+            new ControlProtocol.MappedDevice(77, "", "", "file:/var/tmp/a&b<c>.img", "", "/dev/nbd3", "", "mapped"));
 
     static String golden(String name) throws IOException {
         try (InputStream in = MappedListingTest.class.getResourceAsStream("/list-mapped/" + name)) {

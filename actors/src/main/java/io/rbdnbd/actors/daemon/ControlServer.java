@@ -22,10 +22,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
-import java.util.List;
-import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -44,8 +41,8 @@ public final class ControlServer implements AutoCloseable {
 
     /** What the server asks of the daemon; the daemon's actor in production. */
     public interface Handler {
-        /** Answers one request (already parsed) with the response object. */
-        CompletionStage<Map<String, Object>> handle(Config request);
+        /** Answers one request. */
+        CompletionStage<ControlProtocol.Answer> handle(ControlProtocol.Request request);
     }
 
     private final Path path;
@@ -87,94 +84,56 @@ public final class ControlServer implements AutoCloseable {
     /** The handler that asks the daemon's actor. */
     public static Handler daemonHandler(ActorRef<DaemonGuardian.Command> daemon, Scheduler scheduler,
                                         Config deviceDefaults, Duration mapTimeout) {
+        Duration timeout = mapTimeout.plusSeconds(5);
         return request -> {
-            String op = request.hasPath("op") ? request.getString("op") : "";
-            Duration timeout = mapTimeout.plusSeconds(5);
-            switch (op) {
-                case ControlProtocol.MAP -> {
-                    DeviceRequest r;
-                    try {
-                        r = DeviceRequest.from(request.getConfig("device"), deviceDefaults);
-                    } catch (ConfigException e) {
-                        return done(ControlProtocol.error(e.getMessage()));
-                    }
-                    return ControlServer.<DaemonGuardian.MapReply>ask(daemon, scheduler, timeout,
-                            to -> new DaemonGuardian.Map(r, to), reply -> reply.error() != null
-                            ? ControlProtocol.error(reply.error())
-                            : ControlProtocol.ok(Map.of("device", reply.device(), "cookie", reply.cookie(), "id", reply.pid())));
+            if (request instanceof ControlProtocol.MapRequest m) {
+                DeviceRequest r;
+                try {
+                    r = DeviceRequest.from(m.device(), deviceDefaults);
+                } catch (ConfigException e) {
+                    return CompletableFuture.completedFuture(new ControlProtocol.Failed(e.getMessage()));
                 }
-                case ControlProtocol.UNMAP -> {
-                    return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout, to -> new DaemonGuardian.Unmap(
-                            request.getString("target"), snapId(request), request.hasPath("force") && request.getBoolean("force"),
-                            to), ControlServer::reply);
-                }
-                case ControlProtocol.DETACH -> {
-                    return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout,
-                            to -> new DaemonGuardian.Detach(request.getString("target"), snapId(request), to),
-                            ControlServer::reply);
-                }
-                case ControlProtocol.LIST -> {
-                    return ControlServer.<DaemonGuardian.Listing>ask(daemon, scheduler, timeout, DaemonGuardian.ListDevices::new,
-                            listing -> {
-                        List<Map<String, Object>> rows = new ArrayList<>();
-                        for (DaemonGuardian.Device d : listing.devices()) {
-                            rows.add(row(d));
-                        }
-                        return ControlProtocol.ok(Map.of("devices", rows));
-                    });
-                }
-                case ControlProtocol.STATS -> {
-                    return ControlServer.<DaemonGuardian.StatsReply>ask(daemon, scheduler, timeout,
-                            to -> new DaemonGuardian.Stats(request.hasPath("target") ? request.getString("target") : "", to),
-                            r -> r.error() != null ? ControlProtocol.error(r.error()) : ControlProtocol.ok(Map.of("text", r.text())));
-                }
-                default -> {
-                    return done(ControlProtocol.error("unknown control request '" + op + "'"));
-                }
+                return ControlServer.<DaemonGuardian.MapReply>ask(daemon, scheduler, timeout,
+                        to -> new DaemonGuardian.Map(r, to), reply -> reply.error() != null
+                        ? new ControlProtocol.Failed(reply.error())
+                        : new ControlProtocol.Mapped(reply.device(), reply.cookie(), reply.pid()));
+            } else if (request instanceof ControlProtocol.UnmapRequest u) {
+                return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout,
+                        to -> new DaemonGuardian.Unmap(u.target(), u.snapId(), u.force(), to), ControlServer::done);
+            } else if (request instanceof ControlProtocol.DetachRequest d) {
+                return ControlServer.<DaemonGuardian.Reply>ask(daemon, scheduler, timeout,
+                        to -> new DaemonGuardian.Detach(d.target(), d.snapId(), to), ControlServer::done);
+            } else if (request instanceof ControlProtocol.StatsRequest st) {
+                return ControlServer.<DaemonGuardian.StatsReply>ask(daemon, scheduler, timeout,
+                        to -> new DaemonGuardian.Stats(st.target(), to), r -> r.error() != null
+                        ? new ControlProtocol.Failed(r.error()) : new ControlProtocol.StatsText(r.text()));
+            } else {
+                return ControlServer.<DaemonGuardian.Listing>ask(daemon, scheduler, timeout, DaemonGuardian.ListDevices::new,
+                        listing -> new ControlProtocol.Listed(listing.devices().stream().map(ControlServer::row).toList()));
             }
         };
     }
 
     /** Ceph's list-mapped columns for a device. */
-    private static Map<String, Object> row(DaemonGuardian.Device d) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("id", d.pid());
+    private static ControlProtocol.MappedDevice row(DaemonGuardian.Device d) {
         if (d.image() instanceof ImageSpec.Rbd r) {
-            m.put("pool", r.pool());
-            m.put("namespace", r.namespace());
-            m.put("image", r.image());
-            m.put("snap", r.snap() != null ? r.snap() : r.snapId() >= 0 ? "@" + r.snapId() : "");
-        } else {
-            m.put("pool", "");
-            m.put("namespace", "");
-            m.put("image", d.spec());
-            m.put("snap", "");
+            return new ControlProtocol.MappedDevice(d.pid(), r.pool(), r.namespace(), r.image(),
+                    r.snap() != null ? r.snap() : r.snapId() >= 0 ? "@" + r.snapId() : "", d.device(), d.cookie(),
+                    d.state().label());
         }
-        m.put("device", d.device());
-        m.put("cookie", d.cookie());
-        m.put("state", d.state().label());
-        return m;
+        return new ControlProtocol.MappedDevice(d.pid(), "", "", d.spec(), "", d.device(), d.cookie(), d.state().label());
     }
 
-    private static Map<String, Object> reply(DaemonGuardian.Reply r) {
-        return r.error() != null ? ControlProtocol.error(r.error()) : ControlProtocol.ok(Map.of());
+    private static ControlProtocol.Answer done(DaemonGuardian.Reply r) {
+        return r.error() != null ? new ControlProtocol.Failed(r.error()) : new ControlProtocol.Done();
     }
 
-    /** The snapshot id an unmap or detach names (rbd device unmap --snap-id), -1 when none. */
-    private static long snapId(Config request) {
-        return request.hasPath("snap-id") ? request.getLong("snap-id") : -1;
-    }
-
-    private static <T> CompletionStage<Map<String, Object>> ask(ActorRef<DaemonGuardian.Command> daemon,
+    private static <T> CompletionStage<ControlProtocol.Answer> ask(ActorRef<DaemonGuardian.Command> daemon,
             Scheduler scheduler, Duration timeout, org.apache.pekko.japi.function.Function<ActorRef<T>, DaemonGuardian.Command> message,
-            Function<T, Map<String, Object>> answer) {
+            Function<T, ControlProtocol.Answer> answer) {
         return AskPattern.ask(daemon, message, timeout, scheduler).thenApply(answer)
-                .exceptionally(t -> ControlProtocol.error("the daemon did not answer within " + timeout.toSeconds()
+                .exceptionally(t -> new ControlProtocol.Failed("the daemon did not answer within " + timeout.toSeconds()
                         + " s (" + t + ")"));
-    }
-
-    private static CompletionStage<Map<String, Object>> done(Map<String, Object> m) {
-        return java.util.concurrent.CompletableFuture.completedFuture(m);
     }
 
     private void acceptLoop(Handler handler) {
@@ -196,20 +155,19 @@ public final class ControlServer implements AutoCloseable {
         try (c) {
             BufferedReader in = new BufferedReader(new InputStreamReader(Channels.newInputStream(c), StandardCharsets.UTF_8));
             String line = readLine(in);
-            Map<String, Object> response;
             if (line == null) {
                 return;
             }
+            ControlProtocol.Answer answer;
             try {
-                Config request = DeviceRequest.parse(line, "control request");
-                response = handler.handle(request).toCompletableFuture().join();
-            } catch (ConfigException e) {
-                response = ControlProtocol.error("malformed control request: " + e.getMessage());
+                answer = handler.handle(ControlProtocol.decodeRequest(line)).toCompletableFuture().join();
+            } catch (ControlProtocol.MalformedMessage e) {
+                answer = new ControlProtocol.Failed(e.getMessage());
             } catch (RuntimeException e) {
                 log.error("control request failed", e);
-                response = ControlProtocol.error("the daemon failed to answer: " + e);
+                answer = new ControlProtocol.Failed("the daemon failed to answer: " + e);
             }
-            ControlProtocol.writeLine(Channels.newOutputStream(c), response);
+            ControlProtocol.writeLine(Channels.newOutputStream(c), ControlProtocol.encode(answer));
         } catch (IOException e) {
             log.debug("control connection: {}", e.toString());
         }

@@ -18,6 +18,7 @@ import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -267,24 +268,35 @@ class DaemonGuardianTest {
                     java.nio.file.Files.getPosixFilePermissions(socket)));
             assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(
                     java.nio.file.Files.getPosixFilePermissions(socket.getParent())));
-            Config mapped = ControlProtocol.call(socket, Map.of("op", "map",
-                    "device", Map.of("image", "memory:1M", "cookie", "k")));
-            assertTrue(mapped.getBoolean("ok"), mapped.toString());
-            String dev = mapped.getString("device");
-            Config listed = ControlProtocol.call(socket, Map.of("op", "list"));
-            Config row = listed.getConfigList("devices").get(0);
-            assertEquals(dev, row.getString("device"));
-            assertEquals("memory:1M", row.getString("image"), "the image as it was given");
-            assertEquals("k", row.getString("cookie"));
-            Config bad = ControlProtocol.call(socket, Map.of("op", "map", "device", Map.of("image", "p/i", "devize", "x")));
-            assertTrue(!bad.getBoolean("ok") && bad.getString("error").contains("devize"), bad.toString());
-            Config unknown = ControlProtocol.call(socket, Map.of("op", "frob"));
-            assertTrue(unknown.getString("error").contains("unknown control request"));
-            assertTrue(ControlProtocol.call(socket, Map.of("op", "unmap", "target", dev, "force", false)).getBoolean("ok"));
+            ControlProtocol.Answer mapped = ControlProtocol.call(socket, new ControlProtocol.MapRequest(
+                    ConfigFactory.parseMap(Map.of("image", "memory:1M", "cookie", "k"))));
+            String dev = assertInstanceOf(ControlProtocol.Mapped.class, mapped, mapped.toString()).device();
+            ControlProtocol.MappedDevice row = assertInstanceOf(ControlProtocol.Listed.class,
+                    ControlProtocol.call(socket, new ControlProtocol.ListRequest())).devices().get(0);
+            assertEquals(dev, row.device());
+            assertEquals("memory:1M", row.image(), "the image as it was given");
+            assertEquals("k", row.cookie());
+            assertEquals("mapped", row.state());
+            ControlProtocol.Answer bad = ControlProtocol.call(socket, new ControlProtocol.MapRequest(
+                    ConfigFactory.parseMap(Map.of("image", "p/i", "devize", "x"))));
+            assertTrue(assertInstanceOf(ControlProtocol.Failed.class, bad).error().contains("devize"), bad.toString());
+            assertInstanceOf(ControlProtocol.Done.class, ControlProtocol.call(socket, new ControlProtocol.UnmapRequest(dev, -1, false)));
+            ControlProtocol.Answer again = ControlProtocol.call(socket, new ControlProtocol.UnmapRequest(dev, -1, false));
+            assertTrue(assertInstanceOf(ControlProtocol.Failed.class, again).error().contains("not mapped"), again.toString());
+            // a line that is no request of the protocol gets a failure, and the daemon carries on
+            try (java.nio.channels.SocketChannel raw = java.nio.channels.SocketChannel.open(
+                    java.net.UnixDomainSocketAddress.of(socket))) {
+                raw.write(java.nio.ByteBuffer.wrap("{\"op\":\"frob\"}\n".getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+                String answer = new java.io.BufferedReader(new java.io.InputStreamReader(
+                        java.nio.channels.Channels.newInputStream(raw), java.nio.charset.StandardCharsets.UTF_8)).readLine();
+                assertTrue(assertInstanceOf(ControlProtocol.Failed.class, ControlProtocol.decodeAnswer(answer)).error()
+                        .contains("unknown control request 'frob'"), answer);
+            }
+            assertInstanceOf(ControlProtocol.Listed.class, ControlProtocol.call(socket, new ControlProtocol.ListRequest()));
         }
         assertTrue(!java.nio.file.Files.exists(socket), "the socket file is removed on close");
         try {
-            ControlProtocol.call(socket, Map.of("op", "list"));
+            ControlProtocol.call(socket, new ControlProtocol.ListRequest());
             throw new AssertionError("a closed daemon answered");
         } catch (ControlProtocol.NoDaemonException expected) {
             // what map takes as "start a daemon"
