@@ -46,7 +46,7 @@ public final class KernelBudget implements Extension {
 
     /** Heap and direct memory the kernel devices of a process with this configuration may need. */
     public static MemoryBound bound(Config root) {
-        return MemoryBound.kernelDevices(EngineSettings.from(root), maxDevices(root), KernelAttach.NETLINK_SOCKETS,
+        return MemoryBound.kernelDevices(EngineSettings.from(root), maxDevices(root), KernelConnection.NETLINK_SOCKETS,
                 maxInFlightBytes(root));
     }
 

@@ -14,7 +14,7 @@ class KernelFlagsTest {
     @CsvSource({"false, true, true, false", "false, false, false, false", "true, true, false, true",
             "true, false, false, true"})
     void flags(boolean readOnly, boolean trim, boolean offersTrim, boolean ro) {
-        int f = KernelAttach.kernelFlags(readOnly, trim);
+        int f = KernelConnection.kernelFlags(readOnly, trim);
         assertEquals(BASE, f & BASE);
         assertEquals(offersTrim, (f & Nbd.FLAG_SEND_TRIM) != 0, "TRIM");
         assertEquals(offersTrim, (f & Nbd.FLAG_SEND_WRITE_ZEROES) != 0, "WRITE_ZEROES");

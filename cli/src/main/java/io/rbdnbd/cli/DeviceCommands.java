@@ -2,13 +2,13 @@ package io.rbdnbd.cli;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
+import io.rbdnbd.actors.KernelConnection;
 import io.rbdnbd.actors.daemon.ControlProtocol;
 import io.rbdnbd.actors.daemon.DaemonSettings;
 import io.rbdnbd.actors.daemon.DeviceRequest;
 import io.rbdnbd.engine.backend.ImageSpec;
 import io.rbdnbd.nativeio.NativeException;
 import io.rbdnbd.nativeio.NbdDevice;
-import io.rbdnbd.nativeio.NbdNetlink;
 import sun.misc.Signal;
 import sun.misc.SignalHandler;
 
@@ -102,15 +102,7 @@ final class DeviceCommands {
         }
         // a netlink device whose server died: the kernel holds it for a re-attach; unmap ends that
         try {
-            if (NbdNetlink.available()) {
-                try (NbdNetlink nl = NbdNetlink.open()) {
-                    nl.disconnect(NbdDevice.index(target));
-                }
-            } else {
-                try (NbdDevice d = NbdDevice.open(target)) {
-                    d.disconnect();
-                }
-            }
+            KernelConnection.disconnectOrphan(target);
             return 0;
         } catch (NativeException e) {
             throw new CommandFailedException(e.getMessage(), e);
