@@ -43,6 +43,8 @@ public final class RbdBackend implements BlockBackend {
     private final RbdImage image;
     private final Executor blocking;
     private final boolean wholeObjectStatus;
+    /** Open {@link #watchQuiesce} sessions; closed before the image. */
+    private final java.util.Set<QuiesceSession> quiesceSessions = java.util.concurrent.ConcurrentHashMap.newKeySet();
     /** How long librbd's notification thread waits for the device to take a new size. */
     private static final java.time.Duration RESIZE_WAIT = java.time.Duration.ofSeconds(10);
 
@@ -284,7 +286,12 @@ public final class RbdBackend implements BlockBackend {
     @Override
     public Optional<AutoCloseable> watchQuiesce(QuiesceHandler handler) {
         try {
-            return Optional.of(image.watchQuiesce(new QuiesceRelay(handler), blocking));
+            QuiesceSession session = QuiesceSession.start(image, new QuiesceRelay(handler), blocking);
+            quiesceSessions.add(session);
+            return Optional.of(() -> {
+                quiesceSessions.remove(session);
+                session.close();
+            });
         } catch (NativeException e) {
             throw failure("watch for snapshots", e);
         }
@@ -295,7 +302,7 @@ public final class RbdBackend implements BlockBackend {
      * handler's calls are chained as well, so that an unquiesce still running delays the next
      * quiesce rather than overlapping it.
      */
-    private final class QuiesceRelay implements RbdImage.QuiesceListener {
+    private final class QuiesceRelay implements QuiesceSession.Listener {
         private final QuiesceHandler handler;
         /** The handler's last call, with the flush and the answer of a quiesce. */
         private CompletableFuture<Void> last = CompletableFuture.completedFuture(null);
@@ -397,6 +404,10 @@ public final class RbdBackend implements BlockBackend {
     public CompletionStage<Void> close() {
         return CompletableFuture.runAsync(() -> {
             try {
+                for (QuiesceSession q : quiesceSessions) { // first: a listener holding writes is unquiesced
+                    q.close();
+                }
+                quiesceSessions.clear();
                 image.close();
             } catch (NativeException e) {
                 throw failure("close", e);

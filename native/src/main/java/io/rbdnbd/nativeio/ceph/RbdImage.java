@@ -14,9 +14,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.function.IntConsumer;
 
 /**
  * An open RBD image (an {@code rbd_image_t}). The {@code aio} calls return at once and complete
@@ -58,24 +56,18 @@ public final class RbdImage implements AutoCloseable {
     }
 
     /**
-     * Hears of snapshots being taken of the image, for a consistent snapshot (Ceph's
-     * {@code rbd_quiesce_watch}). Calls come in librbd's order, one at a time, on the executor
-     * given to {@link #watchQuiesce}, never on librbd's thread.
+     * librbd's quiesce watch ({@code rbd_quiesce_watch}), as called on librbd's image work queue:
+     * each call must return at once (queue the work elsewhere), as that queue must not wait for
+     * a hook or a flush. The policy around snapshots lives above the bindings.
      */
-    public interface QuiesceListener {
+    public interface QuiesceCallbacks {
         /**
-         * A snapshot is about to be taken: stop writes and flush, then answer {@code done} with 0,
-         * or with a negative errno to make the snapshot fail. The snapshot waits for the answer;
-         * it may come from any thread, only the first counts, and once the watch is closed none
-         * is needed (closing answers -ESHUTDOWN).
+         * A snapshot is about to be taken: answer it with {@link QuiesceWatch#complete}, 0 once
+         * writes are stopped and flushed, or a negative errno to make the snapshot fail.
          */
-        void quiesce(IntConsumer done);
+        void quiesce();
 
-        /**
-         * The snapshot is taken (or failed): writes may go on. Follows exactly each quiesce
-         * answered 0 and no other: librbd sends it, or, when the client taking the snapshot
-         * vanishes, librbd's own timer; closing the watch before then sends it too.
-         */
+        /** The snapshot is taken (or failed); librbd sends it only after a quiesce answered 0. */
         void unquiesce();
     }
 
@@ -310,14 +302,14 @@ public final class RbdImage implements AutoCloseable {
     }
 
     /**
-     * Tells {@code listener} of every snapshot being taken of the image, on {@code executor} (see
-     * {@link QuiesceListener}). Several watches may be open; each is ended by its
+     * Watches the image for snapshots being taken ({@code rbd_quiesce_watch}); {@code callbacks}
+     * run on librbd's thread. Several watches may be open; each is ended by its
      * {@link QuiesceWatch#close()} or by closing the image.
      */
-    public QuiesceWatch watchQuiesce(QuiesceListener listener, Executor executor) throws NativeException {
+    public QuiesceWatch watchQuiesce(QuiesceCallbacks callbacks) throws NativeException {
         synchronized (this) {
             ensureOpen();
-            QuiesceWatch w = new QuiesceWatch(IDS.incrementAndGet(), listener, executor);
+            QuiesceWatch w = new QuiesceWatch(IDS.incrementAndGet(), callbacks);
             synchronized (w) { // a request arriving before the handle is known waits here for it
                 QUIESCE_WATCHES.put(w.id, w);
                 long[] out = new long[1];
@@ -339,7 +331,7 @@ public final class RbdImage implements AutoCloseable {
             try {
                 w.requested();
             } catch (Throwable ignored) {
-                // nothing may escape into librbd's thread (requested only queues work)
+                // nothing may escape into librbd's thread
             }
         }
     }
@@ -350,107 +342,76 @@ public final class RbdImage implements AutoCloseable {
             try {
                 w.unquiesced();
             } catch (Throwable ignored) {
-                // nothing may escape into librbd's thread (unquiesced only queues work)
+                // nothing may escape into librbd's thread
             }
         }
     }
 
     /**
-     * One quiesce watch of this image. librbd's callbacks only queue the listener's calls here:
-     * it runs them on its image work queue, which must not wait for a hook or a flush.
-     *
-     * <p>Every request is answered exactly once ({@code rbd_quiesce_complete} aborts the process
-     * when nothing awaits an answer, and an unanswered one stalls the snapshot and any unwatch),
-     * never after the image is closed.
+     * One quiesce watch of this image. It keeps librbd's rule that every request is answered
+     * exactly once ({@code rbd_quiesce_complete} aborts the process when nothing awaits an answer,
+     * and an unanswered one stalls the snapshot and any unwatch), and never after the image is
+     * closed: an answer with none due is dropped, and closing answers what is still due with
+     * -ESHUTDOWN.
      */
     public final class QuiesceWatch implements AutoCloseable {
         private final long id;
-        private final QuiesceListener listener;
-        private final Executor executor;
+        private final QuiesceCallbacks callbacks;
         // all guarded by this
         private long watchHandle;
-        private long requests;
-        /** The request awaiting the listener's answer, 0 when none. */
-        private long awaiting;
-        /** Answered 0 and no unquiesce delivered yet: the listener still holds writes. */
-        private boolean quiesced;
-        /** The request closing answered for the listener, 0 when none. */
-        private long refused;
-        /** rbd_quiesce_complete calls under way; close waits for them. */
+        /** Requests handed to the callbacks and not answered yet. */
+        private int due;
+        /** rbd_quiesce_complete calls under way; closing waits for them. */
         private int answering;
-        private boolean closing;
-        /** The listener's calls, chained so that they run in order, one at a time. */
-        private CompletableFuture<Void> events = CompletableFuture.completedFuture(null);
+        private boolean closed;
 
-        private QuiesceWatch(long id, QuiesceListener listener, Executor executor) {
+        private QuiesceWatch(long id, QuiesceCallbacks callbacks) {
             this.id = id;
-            this.listener = listener;
-            this.executor = executor;
+            this.callbacks = callbacks;
         }
 
-        /** On librbd's thread: hands the request to the listener, or refuses it while closing. */
+        /** On librbd's thread. */
         private void requested() {
-            long request;
+            boolean open;
             synchronized (this) {
-                request = ++requests;
-                if (!closing) {
-                    awaiting = request;
-                    deliver(() -> {
-                        try {
-                            listener.quiesce(r -> answer(request, r));
-                        } catch (RuntimeException e) {
-                            answer(request, -Errno.EIO);
-                        }
-                    }, request);
-                    return;
+                open = !closed;
+                if (open) {
+                    due++;
                 }
             }
-            // The unwatch under way cannot return before this request is answered, so the image
-            // is still open.
-            Librbd.rbd_quiesce_complete(handle, watchHandle, -Errno.ESHUTDOWN);
+            if (!open) {
+                // The unwatch under way cannot return before this request is answered, so the
+                // image is still open.
+                Librbd.rbd_quiesce_complete(handle, watchHandle, -Errno.ESHUTDOWN);
+                return;
+            }
+            try {
+                callbacks.quiesce();
+            } catch (RuntimeException e) {
+                complete(-Errno.EIO);
+            }
         }
 
         /** On librbd's thread. librbd skips the watches that answered a quiesce with an error. */
-        private synchronized void unquiesced() {
-            if (quiesced) { // else closing has delivered it already
-                quiesced = false;
-                deliver(this::unquiesceListener, 0);
-            }
-        }
-
-        private void unquiesceListener() {
-            try {
-                listener.unquiesce();
-            } catch (RuntimeException ignored) {
-                // the listener logs its own failures; nothing to answer
-            }
-        }
-
-        /** Queues a call of the listener behind the previous ones; under this. */
-        private void deliver(Runnable call, long request) {
-            events = events.handleAsync((v, t) -> {
-                call.run();
-                return null;
-            }, executor);
-            if (request != 0) { // fails only when the executor refused the call
-                events.exceptionally(t -> {
-                    answer(request, -Errno.ESHUTDOWN);
-                    return null;
-                });
-            }
-        }
-
-        private void answer(long request, int r) {
+        private void unquiesced() {
             synchronized (this) {
-                if (closing || awaiting != request) {
-                    if (request == refused && r >= 0) { // quiesced after closing refused it: undo
-                        refused = 0;
-                        deliver(this::unquiesceListener, 0);
-                    }
+                if (closed) {
                     return;
                 }
-                awaiting = 0;
-                quiesced = r >= 0;
+            }
+            callbacks.unquiesce();
+        }
+
+        /**
+         * Answers the request due ({@code rbd_quiesce_complete}): 0, or a negative errno to fail
+         * the snapshot. Dropped when none is due (the watch was closed, which answered it).
+         */
+        public void complete(int r) {
+            synchronized (this) {
+                if (closed || due == 0) {
+                    return;
+                }
+                due--;
                 answering++;
             }
             try {
@@ -467,10 +428,8 @@ public final class RbdImage implements AutoCloseable {
         /**
          * Ends the watch; blocks until librbd has let go of it: at once, unless another quiesce
          * watch of this image has yet to answer a request (then until that snapshot has ended, as
-         * librbd lets go of watches only between snapshots). A request still awaiting the
-         * listener's answer is answered -ESHUTDOWN, so that snapshot fails (should the listener's
-         * quiesce succeed after all, it gets an unquiesce); when the listener holds writes for a
-         * snapshot under way it gets its unquiesce now. Idempotent.
+         * librbd lets go of watches only between snapshots). A request still due is answered
+         * -ESHUTDOWN, so that snapshot fails; the callbacks hear nothing more. Idempotent.
          */
         @Override
         public void close() throws NativeException {
@@ -483,16 +442,11 @@ public final class RbdImage implements AutoCloseable {
 
         /** Under the image's lock. */
         private void unwatch() throws NativeException {
-            boolean refuse;
+            int refuse;
             synchronized (this) {
-                closing = true;
-                refuse = awaiting != 0;
-                refused = awaiting;
-                awaiting = 0;
-                if (quiesced) {
-                    quiesced = false;
-                    deliver(this::unquiesceListener, 0);
-                }
+                closed = true;
+                refuse = due;
+                due = 0;
                 boolean interrupted = false;
                 while (answering > 0) {
                     try {
@@ -505,7 +459,7 @@ public final class RbdImage implements AutoCloseable {
                     Thread.currentThread().interrupt();
                 }
             }
-            if (refuse) {
+            for (int i = 0; i < refuse; i++) {
                 Librbd.rbd_quiesce_complete(handle, watchHandle, -Errno.ESHUTDOWN);
             }
             int r = Librbd.rbd_quiesce_unwatch(handle, watchHandle);
