@@ -23,7 +23,7 @@ done
 mkdir -p "$here/results"
 out="$here/results/soak-$(date +%Y%m%d-%H%M%S).txt"
 secs=${SOAK_SECONDS:-1800}
-"$root/it-tests/uml/uml-run.sh" -m 4G -t $((secs + 1200)) -C "$root" -E "RBDNBD_HOME=$root" \
+"$root/it-tests/uml/uml-run.sh" -m 4G -t $((secs + 2400)) -C "$root" -E "RBDNBD_HOME=$root" \
   -E "SOAK_SECONDS=$secs" -E "DEVICES=${DEVICES:-16}" -E "CONNECTIONS=${CONNECTIONS:-64}" -E "RATE_IOPS=${RATE_IOPS:-6}" \
   -E "IO_TIMEOUT=${IO_TIMEOUT:-0}" \
   -- bash "$here/guest/soak-guest.sh" | tee "$out.raw"

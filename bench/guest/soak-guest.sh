@@ -2,7 +2,8 @@
 # Runs inside the UML guest (bench/soak.sh): DEVICES RBD images mapped by one rbd-nbd daemon and
 # one RBD image exported by `rbd-nbd serve` to CONNECTIONS fio NBD connections, under mixed fio
 # load (4k randrw 70/30) for SOAK_SECONDS, against a one-node Ceph cluster in this guest. At a
-# third of the time the OSD is stopped for 10 s and started again; at two thirds the client of one
+# third of the time the OSD is stopped (memstore saving its objects) and started again after 10 s;
+# at two thirds the client of one
 # device is blocklisted (the device reopens its image). Every 10 s, for the daemon and the export
 # server: "SAMPLE t who VmRSS_KiB threads fds direct_KiB" (direct: NMT's "Other", where direct
 # ByteBuffers live). Both run with the launcher's own JVM options (what an operator gets).
@@ -87,9 +88,13 @@ fio_exp=$!
 faults() {
   local from; from=$(date +%s)
   sleep $((SOAK_SECONDS / 3))
-  timeout 300 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-stop "$ceph_dir" >/dev/null 2>&1 || echo "FAULT osd-stop failed"
+  # SIGTERM makes memstore save every object before the OSD exits (minutes under this load on
+  # the guest's hostfs): the stop waits for it, or the restart would come back without the images
+  CEPH_STOP_TIMEOUT=900 timeout 1000 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-stop "$ceph_dir" >/run/osd-stop.log 2>&1 \
+    || echo "FAULT osd-stop failed: $(tail -2 /run/osd-stop.log | tr '\n' ' ')"
   step "OSD stopped"; sleep 10
-  timeout 300 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-start "$ceph_dir" >/dev/null 2>&1 || echo "FAULT osd-start failed"
+  timeout 300 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-start "$ceph_dir" >/run/osd-start.log 2>&1 \
+    || echo "FAULT osd-start failed: $(tail -2 /run/osd-start.log | tr '\n' ' ')"
   step "OSD started again: $(timeout 60 ceph health 2>&1)"
   while (( $(date +%s) - from < 2 * SOAK_SECONDS / 3 )); do sleep 5; done # 2/3 however long the OSD took
   local addr
