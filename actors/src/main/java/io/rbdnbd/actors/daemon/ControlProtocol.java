@@ -252,15 +252,14 @@ public final class ControlProtocol {
         try {
             c = SocketChannel.open(UnixDomainSocketAddress.of(socket));
         } catch (IOException e) {
-            // told apart by the file system and the exception's type, not by its text
+            // Told apart by the file system, not by the exception's text. Any other failure means
+            // no daemon listens there now: no socket file (a starting daemon may create it an
+            // instant later), a dead daemon's file (refused), or one being removed.
             if (!searchable(socket) || (Files.exists(socket) && !Files.isWritable(socket))) {
                 throw new AccessDeniedException("cannot open the daemon's control socket " + socket
                         + ": permission denied (rbd-nbd needs root)", e);
             }
-            if (!Files.exists(socket) || e instanceof java.net.ConnectException) { // refused: a dead daemon's file
-                throw new NoDaemonException("no rbd-nbd daemon listens on " + socket, e);
-            }
-            throw e;
+            throw new NoDaemonException("no rbd-nbd daemon listens on " + socket, e);
         }
         try (c) {
             writeLine(Channels.newOutputStream(c), encode(request));
