@@ -15,7 +15,6 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
@@ -109,7 +108,7 @@ public final class ImageSupervisor {
      * for a bad image or spec (BackendException, IllegalArgumentException), else the exception.
      */
     public static String openFailure(Throwable failure) {
-        Throwable c = unwrap(failure);
+        Throwable c = BackendException.unwrap(failure);
         return c instanceof IllegalArgumentException ? c.getMessage() : reason(c);
     }
 
@@ -176,7 +175,7 @@ public final class ImageSupervisor {
         }
 
         private Behavior<Command> oldHandleClosed(OldHandleClosed m) {
-            Throwable failure = unwrap(m.failure());
+            Throwable failure = BackendException.unwrap(m.failure());
             if (failure instanceof TimeoutException) {
                 ctx.getLog().warn("{}: closing the lost handle did not finish within {}; abandoned", image.describe(),
                         human(settings.closeTimeout()));
@@ -242,15 +241,7 @@ public final class ImageSupervisor {
     }
 
     private static String reason(Throwable failure) {
-        Throwable c = unwrap(failure);
+        Throwable c = BackendException.unwrap(failure);
         return c instanceof BackendException ? c.getMessage() : c.toString();
-    }
-
-    private static Throwable unwrap(Throwable t) {
-        Throwable c = t;
-        while (c instanceof CompletionException && c.getCause() != null) {
-            c = c.getCause();
-        }
-        return c;
     }
 }

@@ -1,5 +1,6 @@
 package io.rbdnbd.actors;
 
+import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.protocol.BadClientLog;
 import io.rbdnbd.engine.stream.ConnectionIo;
@@ -263,7 +264,7 @@ public final class KernelAttach {
                     .onMessage(DoItEnded.class, d -> {
                         doItEnded = true;
                         if (d.failure() != null) {
-                            why = "NBD_DO_IT failed: " + d.failure().getCause().getMessage();
+                            why = "NBD_DO_IT failed: " + BackendException.unwrap(d.failure()).getMessage();
                         }
                         try {
                             ((KernelConnection.Ioctl) a).release();

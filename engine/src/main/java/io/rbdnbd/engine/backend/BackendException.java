@@ -2,6 +2,9 @@ package io.rbdnbd.engine.backend;
 
 import io.rbdnbd.nativeio.Errno;
 
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+
 /**
  * A backend operation failed; {@link #errno()} is what the NBD client is told.
  * {@link #handleLost()} says the backend's handle on the image is unusable from now on (the
@@ -30,6 +33,18 @@ public final class BackendException extends RuntimeException {
     /** A failure after which the handle is unusable and the image must be reopened. */
     public static BackendException handleLost(int errno, String message) {
         return new BackendException(errno, message, null, true);
+    }
+
+    /**
+     * The failure itself under the wrappers a future adds ({@code CompletionException} from
+     * {@code join} and the stages after a failed one, {@code ExecutionException} from {@code get}).
+     */
+    public static Throwable unwrap(Throwable t) {
+        Throwable c = t;
+        while ((c instanceof CompletionException || c instanceof ExecutionException) && c.getCause() != null) {
+            c = c.getCause();
+        }
+        return c;
     }
 
     /** The message, ending with the errno's name unless it already names it. */

@@ -133,7 +133,7 @@ public final class RbdBackend implements BlockBackend {
             log.warn("{}: the device did not take the new size {} within {}; the size poll will", describe(), now,
                     RESIZE_WAIT);
         } catch (java.util.concurrent.ExecutionException e) {
-            log.warn("{}: applying the new size {}: {}", describe(), now, e.getCause().toString());
+            log.warn("{}: applying the new size {}: {}", describe(), now, BackendException.unwrap(e).toString());
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
@@ -328,7 +328,7 @@ public final class RbdBackend implements BlockBackend {
                     log.info("{}: quiesced; the snapshot is taken now", describe());
                     done.accept(0);
                 } else {
-                    Throwable c = unwrap(t);
+                    Throwable c = BackendException.unwrap(t);
                     int errno = c instanceof BackendException be ? be.errno()
                             : c instanceof NativeException ne ? ne.errno() : Errno.EIO;
                     log.warn("{}: quiescing failed, so the snapshot fails: {}", describe(), message(c));
@@ -387,16 +387,8 @@ public final class RbdBackend implements BlockBackend {
         });
     }
 
-    private static Throwable unwrap(Throwable t) {
-        Throwable c = t;
-        while (c instanceof CompletionException && c.getCause() != null) {
-            c = c.getCause();
-        }
-        return c;
-    }
-
     private static String message(Throwable t) {
-        Throwable c = unwrap(t);
+        Throwable c = BackendException.unwrap(t);
         return c.getMessage() != null ? c.getMessage() : c.toString();
     }
 
@@ -437,7 +429,7 @@ public final class RbdBackend implements BlockBackend {
      * EROFS (the lock was taken away) leave the handle unusable: reopening is the only way on.
      */
     private BackendException failure(String op, Throwable t) {
-        Throwable cause = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+        Throwable cause = BackendException.unwrap(t);
         if (cause instanceof BackendException be) {
             return be;
         }

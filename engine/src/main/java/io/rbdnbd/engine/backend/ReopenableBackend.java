@@ -12,11 +12,9 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentSkipListMap;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
@@ -458,7 +456,7 @@ public final class ReopenableBackend implements BlockBackend {
                 result.complete(value);
                 return;
             }
-            Throwable cause = unwrap(failure);
+            Throwable cause = BackendException.unwrap(failure);
             if (cause instanceof BackendException be && be.handleLost()) {
                 lose(up, be);
                 result.completeExceptionally(lostError(h, be));
@@ -549,13 +547,5 @@ public final class ReopenableBackend implements BlockBackend {
             return new BackendException(Errno.EIO, "image " + image + " unavailable: gave up reopening: " + g.reason());
         }
         return new BackendException(Errno.EIO, "image " + image + " is closed");
-    }
-
-    private static Throwable unwrap(Throwable t) {
-        Throwable c = t;
-        while ((c instanceof CompletionException || c instanceof ExecutionException) && c.getCause() != null) {
-            c = c.getCause();
-        }
-        return c;
     }
 }
