@@ -1,6 +1,5 @@
 package io.rbdnbd.engine.protocol;
 
-import io.rbdnbd.engine.backend.Extent;
 import org.apache.pekko.util.ByteString;
 
 import java.nio.ByteBuffer;
@@ -44,7 +43,7 @@ public final class ReplyEncoder {
         }
         ByteBuffer b = chunkHeader(Nbd.REPLY_TYPE_BLOCK_STATUS, r.handle(), 4 + 8 * r.extents().size());
         b.putInt(Nbd.BASE_ALLOCATION_CONTEXT_ID);
-        for (Extent e : r.extents()) {
+        for (NbdReply.BlockDescriptor e : r.extents()) {
             b.putInt((int) e.length()).putInt(e.flags());
         }
         return ByteString.fromArrayUnsafe(b.array());

@@ -9,9 +9,9 @@ import io.rbdnbd.engine.protocol.NbdRequest;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -115,14 +115,23 @@ public final class RequestDispatcher {
                     ? done(NbdReply.ok(r))
                     : backend.cache(r.offset(), r.length()).thenApply(v -> NbdReply.ok(r));
             case Nbd.CMD_BLOCK_STATUS -> backend.blockStatus(r.offset(), r.length())
-                    .thenApply(extents -> NbdReply.extents(r, r.hasFlag(Nbd.CMD_FLAG_REQ_ONE) && extents.size() > 1
-                            ? List.<Extent>of(extents.get(0)) : extents));
+                    .thenApply(extents -> NbdReply.extents(r, descriptors(r.hasFlag(Nbd.CMD_FLAG_REQ_ONE) && extents.size() > 1
+                            ? extents.subList(0, 1) : extents)));
             default -> done(NbdReply.error(r, Nbd.EINVAL, "unsupported command")); // decoder rejects these first
         };
     }
 
+    /** The backend's extents as the reply's descriptors: the flags are the same bits (see {@link Extent}). */
+    private static List<NbdReply.BlockDescriptor> descriptors(List<Extent> extents) {
+        List<NbdReply.BlockDescriptor> out = new ArrayList<>(extents.size());
+        for (Extent e : extents) {
+            out.add(new NbdReply.BlockDescriptor(e.length(), e.flags()));
+        }
+        return out;
+    }
+
     private NbdReply failed(NbdRequest r, long start, Throwable t) {
-        Throwable cause = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+        Throwable cause = BackendException.unwrap(t);
         int errno = cause instanceof BackendException be ? be.errno() : Nbd.EIO;
         stats.completed(r.type(), r.length(), errno, start); // the backend's errno, not the folded wire one
         long n = failures.incrementAndGet();

@@ -1,6 +1,5 @@
 package io.rbdnbd.engine.protocol;
 
-import io.rbdnbd.engine.backend.Extent;
 import org.apache.pekko.util.ByteString;
 import org.junit.jupiter.api.Test;
 
@@ -65,7 +64,7 @@ class ReplyEncoderTest {
         assertEquals("668e33ef" + "0001" + "0005" + "0000000000000002" + "00000014" + "00000001"
                         + "00001000" + "00000000" + "00002000" + "00000003",
                 hex(ReplyEncoder.encode(NbdReply.extents(req(Nbd.CMD_BLOCK_STATUS, 2, 0, 12288),
-                        List.of(new Extent(4096, Extent.DATA), new Extent(8192, Extent.HOLE_ZERO))), true)));
+                        List.of(new NbdReply.BlockDescriptor(4096, 0), new NbdReply.BlockDescriptor(8192, 3))), true)));
     }
 
     @Test
