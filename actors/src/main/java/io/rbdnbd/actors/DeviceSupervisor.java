@@ -122,7 +122,8 @@ public final class DeviceSupervisor {
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             ActorSystem<Void> system = ctx.getSystem();
             ctx.pipeToSelf(ImageSupervisor.openOffActor(system, reopen, () -> Backends.open(params.image(),
-                            params.attach().readOnly(), params.createSize(), params.config(), system, settings)),
+                            params.attach().readOnly(), params.createSize(), params.config(), system,
+                            settings.fileIoDispatcher())),
                     (backend, failure) -> backend != null ? new Opened(backend) : new OpenFailed(failure));
             return Behaviors.receive(Command.class)
                     .onMessage(Opened.class, o -> stash.unstashAll(opened(ctx, o.backend(), params, settings, reopen,
@@ -147,7 +148,8 @@ public final class DeviceSupervisor {
                                             Consumer<Report> listener) {
         ActorSystem<Void> system = ctx.getSystem();
         ReopenableBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
-                () -> Backends.open(params.image(), params.attach().readOnly(), -1, params.config(), system, settings),
+                () -> Backends.open(params.image(), params.attach().readOnly(), -1, params.config(), system,
+                            settings.fileIoDispatcher()),
                 reopen,
                 ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
         ActorRef<KernelAttach.Report> adapter = ctx.messageAdapter(KernelAttach.Report.class, FromAttach::new);

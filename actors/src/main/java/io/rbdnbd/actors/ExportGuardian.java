@@ -108,7 +108,8 @@ public final class ExportGuardian {
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             ActorSystem<Void> system = ctx.getSystem();
             ctx.pipeToSelf(ImageSupervisor.openOffActor(system, reopen, () -> Backends.open(params.image(),
-                            params.readOnly(), params.createSize(), system.settings().config(), system, settings)),
+                            params.readOnly(), params.createSize(), system.settings().config(), system,
+                            settings.fileIoDispatcher())),
                     (backend, failure) -> backend != null ? new Opened(backend) : new OpenFailed(failure));
             return Behaviors.receive(Command.class)
                     .onMessage(Opened.class, o -> stash.unstashAll(opened(ctx, o.backend(), params, settings, reopen,
@@ -132,7 +133,8 @@ public final class ExportGuardian {
                                             EngineSettings settings, ReopenSettings reopen, ActorRef<Report> reportTo) {
         ActorSystem<Void> system = ctx.getSystem();
         BlockBackend image = ImageSupervisor.supervise(ctx, "image", backend, // reopens: never creates the file
-                () -> Backends.open(params.image(), params.readOnly(), -1, system.settings().config(), system, settings),
+                () -> Backends.open(params.image(), params.readOnly(), -1, system.settings().config(), system,
+                            settings.fileIoDispatcher()),
                 reopen,
                 ctx.messageAdapter(ImageSupervisor.Report.class, FromImage::new));
         ExportServer server;

@@ -1,7 +1,6 @@
 package io.rbdnbd.engine.backend;
 
 import com.typesafe.config.Config;
-import io.rbdnbd.engine.stream.EngineSettings;
 import io.rbdnbd.nativeio.Errno;
 import io.rbdnbd.nativeio.NativeException;
 import org.apache.pekko.actor.ClassicActorSystemProvider;
@@ -22,10 +21,12 @@ public final class Backends {
      *                   not exist; -1 to require an existing file
      * @param config     where {@code rbdnbd.ceph} is read from (the image's own Ceph options over
      *                   the daemon's)
+     * @param fileIoDispatcher dispatcher (config path) the file backend's blocking calls run on
      * @throws BackendException naming the image and what failed
      */
     public static BlockBackend open(ImageSpec spec, boolean readOnly, long createSize,
-                                    Config config, ClassicActorSystemProvider system, EngineSettings settings) {
+                                    Config config, ClassicActorSystemProvider system,
+                                    String fileIoDispatcher) {
         if (spec instanceof ImageSpec.MemoryImage m) {
             try {
                 return MemoryBackend.promised(m.size(), Runtime.getRuntime().maxMemory(), MemoryBackend.machineRam());
@@ -41,7 +42,7 @@ public final class Backends {
         if (spec instanceof ImageSpec.FileImage f) {
             try {
                 return FileBackend.open(f.path(), createSize, readOnly,
-                        system.classicSystem().dispatchers().lookup(settings.fileIoDispatcher()));
+                        system.classicSystem().dispatchers().lookup(fileIoDispatcher));
             } catch (NativeException e) {
                 throw new BackendException(e.errno(), "cannot open image " + spec + ": " + e.getMessage(), e);
             }
