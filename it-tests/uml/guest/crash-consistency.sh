@@ -20,7 +20,12 @@ size_mib=48
 fail() {
   echo "FAIL crash-consistency: $*"
   echo "--- daemon logs:"; tail -40 "$log" 2>/dev/null
-  for f in "$work"/fio-*.log; do [ -f "$f" ] && { echo "--- $f"; tail -15 "$f"; }; done
+  # the whole log of the round that failed (its error lines come before the statistics), the tail of the others
+  for f in "$work"/fio-*.log; do
+    [ -f "$f" ] || continue
+    echo "--- $f"; if [ "$f" = "$work/fio-${round:-}.log" ]; then cat "$f"; else tail -15 "$f"; fi
+  done
+  echo "--- kernel log:"; dmesg | tail -25
   bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" stop "$ceph_dir" --purge >/dev/null 2>&1
   exit 1
 }
@@ -54,6 +59,7 @@ for round in $(seq "$rounds"); do
   [ -n "$pid" ] || fail "round $round: no daemon runs for $dev"
   bytes=$(blockdev --getsize64 "$dev")
   [ "$bytes" = $((size_mib << 20)) ] || { dmesg | tail -20; fail "round $round: map ($mode) returned $dev of $bytes bytes (sysfs size $(cat /sys/block/${dev#/dev/}/size), pid $(cat /sys/block/${dev#/dev/}/pid 2>/dev/null))"; }
+  fio_status=
   fio_job "$dev" "$round" 1 --do_verify=0 --rate=8m > "fio-$round.log" 2>&1 &
   fio_pid=$!
   # The kill counts from fio's first completed write: a loaded guest can take over a second to
@@ -74,12 +80,13 @@ for round in $(seq "$rounds"); do
     wait "$fio_pid" || fail "round $round: fio failed although the kernel held its I/O for attach"
     "$rbd_nbd" unmap "$dev" || fail "round $round: unmap $dev"
   else
-    wait "$fio_pid" && fail "round $round: fio succeeded although the ioctl device died under it"
+    wait "$fio_pid"; fio_status=$?
+    [ $fio_status = 0 ] && fail "round $round: fio succeeded although the ioctl device died under it"
     for _ in $(seq 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
     dev2=$("$rbd_nbd" map rbd/crash) || fail "round $round: fresh map after the kill"
     "$rbd_nbd" unmap "$dev2" || fail "round $round: unmap $dev2"
   fi
-  [ -s local-crash-0-verify.state ] || fail "round $round: fio left no verify state"
+  [ -s local-crash-0-verify.state ] || fail "round $round ($mode): fio left no verify state (fio exit status ${fio_status:-0}; files here: $(ls))"
   rbd export rbd/crash "$work/export.img" >/dev/null 2>&1 || fail "round $round: rbd export"
   if ! fio_job "$work/export.img" "$round" 0 --verify_only --verify_state_load=1 > "verify-$round.log" 2>&1; then
     cat "verify-$round.log"
