@@ -110,10 +110,7 @@ public final class DeviceSupervisor {
     /** Commands that may arrive while the image is being opened; they are handled once it is. */
     private static final int STASH = 64;
 
-    private record Opened(BlockBackend backend) implements Command {
-    }
-
-    private record OpenFailed(Throwable failure) implements Command {
+    private record Opened(ImageSupervisor.OpenResult result) implements Command {
     }
 
     public static Behavior<Command> create(Params params, EngineSettings settings, Consumer<Report> listener) {
@@ -121,24 +118,12 @@ public final class DeviceSupervisor {
             ctx.setLoggerName(DeviceSupervisor.class);
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             ActorSystem<Void> system = ctx.getSystem();
-            ctx.pipeToSelf(ImageSupervisor.openOffActor(system, reopen, () -> Backends.open(params.image(),
+            return ImageSupervisor.opening(ctx, stash, reopen, () -> Backends.open(params.image(),
                             params.attach().readOnly(), params.createSize(), params.config(), system,
-                            settings.fileIoDispatcher())),
-                    (backend, failure) -> backend != null ? new Opened(backend) : new OpenFailed(failure));
-            return Behaviors.receive(Command.class)
-                    .onMessage(Opened.class, o -> stash.unstashAll(opened(ctx, o.backend(), params, settings, reopen,
-                            listener)))
-                    .onMessage(OpenFailed.class, f -> {
-                        listener.accept(new MapFailed(ImageSupervisor.openFailure(f.failure())));
-                        return Behaviors.stopped();
-                    })
-                    .onAnyMessage(m -> {
-                        if (!stash.isFull()) {
-                            stash.stash(m);
-                        }
-                        return Behaviors.same();
-                    })
-                    .build();
+                            settings.fileIoDispatcher()),
+                    Opened.class, Opened::new, Opened::result,
+                    backend -> opened(ctx, backend, params, settings, reopen, listener),
+                    why -> listener.accept(new MapFailed(why)));
         }));
     }
 

@@ -96,10 +96,7 @@ public final class ExportGuardian {
     /** Commands that may arrive while the image is being opened; they are handled once it is. */
     private static final int STASH = 16;
 
-    private record Opened(BlockBackend backend) implements Command {
-    }
-
-    private record OpenFailed(Throwable failure) implements Command {
+    private record Opened(ImageSupervisor.OpenResult result) implements Command {
     }
 
     public static Behavior<Command> create(Params params, EngineSettings settings, ActorRef<Report> reportTo) {
@@ -107,24 +104,12 @@ public final class ExportGuardian {
             ctx.setLoggerName(ExportGuardian.class);
             ReopenSettings reopen = ReopenSettings.from(ctx.getSystem().settings().config());
             ActorSystem<Void> system = ctx.getSystem();
-            ctx.pipeToSelf(ImageSupervisor.openOffActor(system, reopen, () -> Backends.open(params.image(),
+            return ImageSupervisor.opening(ctx, stash, reopen, () -> Backends.open(params.image(),
                             params.readOnly(), params.createSize(), system.settings().config(), system,
-                            settings.fileIoDispatcher())),
-                    (backend, failure) -> backend != null ? new Opened(backend) : new OpenFailed(failure));
-            return Behaviors.receive(Command.class)
-                    .onMessage(Opened.class, o -> stash.unstashAll(opened(ctx, o.backend(), params, settings, reopen,
-                            reportTo)))
-                    .onMessage(OpenFailed.class, f -> {
-                        reportTo.tell(new Failed(ImageSupervisor.openFailure(f.failure())));
-                        return Behaviors.stopped();
-                    })
-                    .onAnyMessage(m -> {
-                        if (!stash.isFull()) {
-                            stash.stash(m);
-                        }
-                        return Behaviors.same();
-                    })
-                    .build();
+                            settings.fileIoDispatcher()),
+                    Opened.class, Opened::new, Opened::result,
+                    backend -> opened(ctx, backend, params, settings, reopen, reportTo),
+                    why -> reportTo.tell(new Failed(why)));
         }));
     }
 

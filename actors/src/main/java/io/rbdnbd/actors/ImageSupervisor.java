@@ -4,11 +4,12 @@ import io.rbdnbd.engine.backend.BackendException;
 import io.rbdnbd.engine.backend.BlockBackend;
 import io.rbdnbd.engine.backend.ReopenableBackend;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.BehaviorBuilder;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.StashBuffer;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 
 import java.time.Duration;
@@ -22,6 +23,8 @@ import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
+import java.util.function.Function;
 import java.util.function.Supplier;
 
 /**
@@ -80,18 +83,45 @@ public final class ImageSupervisor {
     public record GaveUp(String image, int attempts, String reason) implements Report {
     }
 
+    /** What opening an image off the actor gave: the backend, or (backend null) why not. */
+    public record OpenResult(BlockBackend backend, Throwable failure) {
+    }
+
     /**
-     * Wraps the image's first handle (opened by the caller) and spawns its supervisor as a child of
-     * {@code ctx} named {@code name}. The owner serves the returned backend and closes it when done.
+     * The first behavior of an actor that serves an image. It opens the image off the actor, on the
+     * same blocking dispatcher as reopens (against a dead cluster an open takes up to
+     * connect-timeout, and no actor's messages, another device's among them, may wait for it), and
+     * stashes the commands that arrive meanwhile (past the stash's capacity they are dropped). Then
+     * it continues as {@code opened} with the backend, or tells {@code failed} why not, as the
+     * operator should read it, and stops.
+     *
+     * @param resultType the actor's own command that carries the result: {@code wrap} builds it,
+     *                   {@code result} reads it back
      */
-    /**
-     * Opens an image for the first time off the calling actor, on the same blocking dispatcher as
-     * reopens: against a dead cluster an open takes up to connect-timeout, and no actor's messages
-     * (another device's among them) may wait for it. Fails with the opener's exception.
-     */
-    public static CompletionStage<BlockBackend> openOffActor(ActorSystem<?> system, ReopenSettings settings,
-                                                             Opener opener) {
-        return onBlocking(system.dispatchers().lookup(DispatcherSelector.fromConfig(settings.dispatcher())), opener::open);
+    public static <C, R extends C> Behavior<C> opening(ActorContext<C> ctx, StashBuffer<C> stash,
+                                                       ReopenSettings settings, Opener opener, Class<R> resultType,
+                                                       Function<OpenResult, R> wrap, Function<R, OpenResult> result,
+                                                       Function<BlockBackend, Behavior<C>> opened,
+                                                       Consumer<String> failed) {
+        ctx.pipeToSelf(onBlocking(ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(
+                        settings.dispatcher())), opener::open),
+                (backend, failure) -> wrap.apply(new OpenResult(backend, failure)));
+        return BehaviorBuilder.<C>create()
+                .onMessage(resultType, m -> {
+                    OpenResult r = result.apply(m);
+                    if (r.backend() != null) {
+                        return stash.unstashAll(opened.apply(r.backend()));
+                    }
+                    failed.accept(openFailure(r.failure()));
+                    return Behaviors.stopped();
+                })
+                .onAnyMessage(m -> {
+                    if (!stash.isFull()) {
+                        stash.stash(m);
+                    }
+                    return Behaviors.same();
+                })
+                .build();
     }
 
     /** Runs {@code task} on the blocking dispatcher; a full dispatcher is a failure of the task. */
@@ -107,11 +137,15 @@ public final class ImageSupervisor {
      * Why an open failed, as the operator should read it: the message of what Backends.open throws
      * for a bad image or spec (BackendException, IllegalArgumentException), else the exception.
      */
-    public static String openFailure(Throwable failure) {
+    private static String openFailure(Throwable failure) {
         Throwable c = BackendException.unwrap(failure);
         return c instanceof IllegalArgumentException ? c.getMessage() : reason(c);
     }
 
+    /**
+     * Wraps the image's first handle (opened by the caller) and spawns its supervisor as a child of
+     * {@code ctx} named {@code name}. The owner serves the returned backend and closes it when done.
+     */
     public static ReopenableBackend supervise(ActorContext<?> ctx, String name, BlockBackend handle, Opener opener,
                                               ReopenSettings settings, ActorRef<Report> reportTo) {
         AtomicReference<ActorRef<Command>> supervisor = new AtomicReference<>();
