@@ -91,7 +91,11 @@ faults() {
   # SIGTERM makes memstore save every object before the OSD exits (minutes under this load on
   # the guest's hostfs): the stop waits for it, or the restart would come back without the images
   CEPH_STOP_TIMEOUT=900 timeout 1000 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-stop "$ceph_dir" >/run/osd-stop.log 2>&1 \
-    || echo "FAULT osd-stop failed: $(tail -2 /run/osd-stop.log | tr '\n' ' ')"
+    || { echo "FAULT osd-stop failed: $(tail -2 /run/osd-stop.log | tr '\n' ' ')"
+         # an OSD gone before its stop: why (its log's end, the kernel's OOM lines); its objects are lost
+         tail -15 "$ceph_dir/log/osd.0.log" 2>/dev/null | sed 's/^/FAULT   osd.0.log: /'
+         tail -10 "$ceph_dir/log/osd.0.out" 2>/dev/null | sed 's/^/FAULT   osd.0.out: /'
+         dmesg | grep -iE 'out of memory|oom|killed process|segfault' | tail -5 | sed 's/^/FAULT   kernel: /'; }
   step "OSD stopped"; sleep 10
   timeout 300 bash "$RBDNBD_HOME/scripts/ceph-cluster.sh" osd-start "$ceph_dir" >/run/osd-start.log 2>&1 \
     || echo "FAULT osd-start failed: $(tail -2 /run/osd-start.log | tr '\n' ' ')"
@@ -110,6 +114,11 @@ start=$(date +%s)
 while kill -0 "$fio_dev" 2>/dev/null || kill -0 "$fio_exp" 2>/dev/null; do
   t=$(( $(date +%s) - start ))
   sample "$t" daemon "$dpid"; sample "$t" serve "$spid"
+  if (( t > SOAK_SECONDS + 300 )); then # with io-timeout 0 a device whose image is gone holds fio forever
+    echo "FAULT fio still running $((t - SOAK_SECONDS)) s after the soak's end: device I/O held (image lost?)"
+    dmesg | tail -10 | sed 's/^/FAULT   kernel: /'
+    fail "fio did not end: the devices' I/O never completed"
+  fi
   sleep 10
 done
 wait "$fio_dev"; wait "$fio_exp"
