@@ -273,7 +273,7 @@ final class ServerProcess implements AutoCloseable {
     int awaitExit(Duration timeout) {
         try {
             if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
-                String why = "rbd-nbd did not exit within " + timeout + " of SIGTERM\n" + describe();
+                String why = "rbd-nbd did not exit within " + timeout + " (of the signal that should end it)\n" + describe();
                 process.destroyForcibly();
                 process.waitFor(10, TimeUnit.SECONDS);
                 fail(why);
