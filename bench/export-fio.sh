@@ -17,8 +17,9 @@
 #
 # Per run: IOPS or MiB/s, p99 completion latency, and the server's CPU seconds (utime+stime of
 # the whole process from /proc/PID/stat, sampled after the ramp and after fio ends) per GiB moved
-# in the measured window. The table shows medians over the rounds. Every fio run is bounded by
-# timeout: fio's nbd engine can hang when the server dies under it.
+# in the measured window, and its context switches per request (every live thread's, from
+# /proc/PID/task/*/status: the hand-offs a request costs). The table shows medians over the
+# rounds. Every fio run is bounded by timeout: fio's nbd engine can hang when the server dies under it.
 #
 # Environment:
 #   RUNTIME=10       measured seconds per run       RAMP=2       ramp seconds per run (not measured)
@@ -148,7 +149,7 @@ start_server() { # name -> sets server_pid[name], server_uri[name]
   server_uri[$name]="nbd+unix:///?socket=$sock"
 }
 
-raw="$work/raw.tsv"   # job server round iops bw_bytes p99_ns io_bytes cpu_ticks
+raw="$work/raw.tsv"   # job server round iops bw_bytes p99_ns io_bytes cpu_ticks ctx_switches
 fails="$work/fails.tsv"  # job server round why
 : >"$raw"
 : >"$fails"
@@ -175,8 +176,8 @@ run_failed() { # job server round spid
 }
 
 run_job() { # job server round
-  local job=$1 server=$2 round=$3 rw bs qd dir
-  read -r rw bs _ qd dir <<<"$(job_spec "$job")"
+  local job=$1 server=$2 round=$3 rw bs bsb qd dir
+  read -r rw bs bsb qd dir <<<"$(job_spec "$job")"
   local json="$work/$job-$server-$round.json" spid=${server_pid[$server]}
   timeout -k 5 $(( RAMP + RUNTIME + 60 )) fio --name="$job" --ioengine=nbd --uri="${server_uri[$server]}" --thread \
       --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs=1 --size="$SIZE" --norandommap \
@@ -185,19 +186,27 @@ run_job() { # job server round
   local fpid=$!
   fio_pid=$fpid
   sleep "$RAMP"
-  local c0 c1
-  c0=$(cpu_ticks "$spid")
+  local c0 c1 x0 x1 s0 s1
+  c0=$(cpu_ticks "$spid"); x0=$(ctx_switches "$spid"); s0=$(date +%s.%N)
+  # context switches end half a second before fio does: a server's per-connection threads (nbdkit's)
+  # end with the connection and take their counts with them
+  sleep "$(awk -v r="$RUNTIME" 'BEGIN { print r - 0.5 }')"
+  x1=$(ctx_switches "$spid"); s1=$(date +%s.%N)
   if ! wait "$fpid"; then fio_pid=; run_failed "$job" "$server" "$round" "$spid"; return 0; fi
   fio_pid=
   c1=$(cpu_ticks "$spid")
   local iops bw p99 io
   read -r iops bw p99 io <<<"$(fio_extract "$json" "$dir")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$job" "$server" "$round" "$iops" "$bw" "$p99" "$io" "$((c1 - c0))" >>"$raw"
+  local ctx # per request: the switches over the window, by the requests fio's rate makes in it
+  ctx=$(awk -v x="$((x1 - x0))" -v bw="$bw" -v bsb="$bsb" -v s0="$s0" -v s1="$s1" \
+      'BEGIN { n = bw / bsb * (s1 - s0); printf "%.2f", (n > 0 ? x / n : 0) }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$job" "$server" "$round" "$iops" "$bw" "$p99" "$io" "$((c1 - c0))" \
+      "$ctx" >>"$raw"
   awk -v j="$job" -v s="$server" -v r="$round" -v iops="$iops" -v bw="$bw" -v p99="$p99" -v io="$io" \
-      -v t="$((c1 - c0))" -v hz="$CLK_TCK" 'BEGIN {
+      -v t="$((c1 - c0))" -v hz="$CLK_TCK" -v ctx="$ctx" 'BEGIN {
     thr = (j ~ /^rand/) ? sprintf("%.0f IOPS", iops) : sprintf("%.0f MiB/s", bw / 1048576)
     cpu = io > 0 ? sprintf("%.2f", (t / hz) / (io / 1073741824)) : "-"
-    printf "  %-9s round %d %-6s %14s  p99 %8.3f ms  %s CPU-s/GiB\n", j, r, s, thr, p99 / 1e6, cpu }' >&2
+    printf "  %-9s round %d %-6s %14s  p99 %8.3f ms  %s CPU-s/GiB  %s ctx sw/IO\n", j, r, s, thr, p99 / 1e6, cpu, ctx }' >&2
 }
 
 prefill() { # server
@@ -293,13 +302,14 @@ elapsed=$(( $(date +%s) - started ))
       add(job SUBSEP s SUBSEP "thr", thr)
       add(job SUBSEP s SUBSEP "p99", $6 / 1e6)
       add(job SUBSEP s SUBSEP "cpu", $7 > 0 ? ($8 / hz) / ($7 / 1073741824) : 0)
+      add(job SUBSEP s SUBSEP "ctx", $9)
       seen[job, s] = 1
     }
     END {
       read_fails(failfile, failed)
       ns = split(servers, S, " "); nj = unique_words(jobs, J)
-      printf "%-22s %-7s %14s %10s %16s\n", "job", "server", "IOPS or MiB/s", "p99 ms", "server CPU-s/GiB"
-      printf "%-22s %-7s %14s %10s %16s\n", "---", "------", "-------------", "------", "----------------"
+      printf "%-22s %-7s %14s %10s %16s %10s\n", "job", "server", "IOPS or MiB/s", "p99 ms", "server CPU-s/GiB", "ctx sw/IO"
+      printf "%-22s %-7s %14s %10s %16s %10s\n", "---", "------", "-------------", "------", "----------------", "---------"
       for (j = 1; j <= nj; j++) {
         job = J[j]
         label = job_label(job)
@@ -313,8 +323,8 @@ elapsed=$(( $(date +%s) - started ))
           }
           t = median(job SUBSEP s SUBSEP "thr")
           med[job, s] = t
-          printf "%-22s %-7s %14s %10.3f %16.2f%s\n", label, s, sprintf("%.0f %s", t, unit),
-                 median(job SUBSEP s SUBSEP "p99"), median(job SUBSEP s SUBSEP "cpu"), note
+          printf "%-22s %-7s %14s %10.3f %16.2f %10.2f%s\n", label, s, sprintf("%.0f %s", t, unit),
+                 median(job SUBSEP s SUBSEP "p99"), median(job SUBSEP s SUBSEP "cpu"), median(job SUBSEP s SUBSEP "ctx"), note
         }
       }
       print ""
@@ -353,7 +363,8 @@ elapsed=$(( $(date +%s) - started ))
     sed 's/^/  /' "$fails"
   fi
   echo
-  echo "per run: job server round IOPS bw_bytes/s p99_ns io_bytes server_cpu_ticks (CLK_TCK=$CLK_TCK)"
+  echo "ctx sw/IO: the server's context switches (voluntary + involuntary, all live threads) per request"
+  echo "per run: job server round IOPS bw_bytes/s p99_ns io_bytes server_cpu_ticks ctx_sw_per_IO (CLK_TCK=$CLK_TCK)"
   sed 's/^/  /' "$raw"
 } | tee "$report"
 if [ -s "$fails" ]; then

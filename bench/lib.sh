@@ -64,6 +64,13 @@ cpu_ticks() { # pid
   awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+# Context switches (voluntary + involuntary) summed over the process's live threads: per request,
+# what its hand-offs between threads cost. A thread that ends between two readings takes its count
+# with it, so pools that retire threads mid-run read low.
+ctx_switches() { # pid
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 # Waits up to 60 s until a server listens on its socket (and, given its stdout file, has printed
 # its URI with that socket there). Returns 0 when ready, 1 when the process ended, 2 on timeout.
 wait_listening() { # pid sock [stdout-file]
