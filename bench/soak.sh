@@ -23,9 +23,7 @@ done
 mkdir -p "$here/results"
 out="$here/results/soak-$(date +%Y%m%d-%H%M%S).txt"
 secs=${SOAK_SECONDS:-1800}
-# 6G: the guest's tmpfs /run holds Ceph's data dir, where memstore saves its objects on stop while
-# the OSD still holds them (at 4G the OSD vanished mid-run once, cause not yet seen)
-"$root/it-tests/uml/uml-run.sh" -m 6G -t $((secs + 2400)) -C "$root" -E "RBDNBD_HOME=$root" \
+"$root/it-tests/uml/uml-run.sh" -m 4G -t $((secs + 2400)) -C "$root" -E "RBDNBD_HOME=$root" \
   -E "SOAK_SECONDS=$secs" -E "DEVICES=${DEVICES:-16}" -E "CONNECTIONS=${CONNECTIONS:-64}" -E "RATE_IOPS=${RATE_IOPS:-6}" \
   -E "IO_TIMEOUT=${IO_TIMEOUT:-0}" \
   -- bash "$here/guest/soak-guest.sh" | tee "$out.raw"

@@ -157,6 +157,21 @@ pick_memdir() {
 }
 MEMDIR=$(pick_memdir)
 
+# UML maps guest memory into its host processes page range by page range, so a guest process with a
+# large, scattered address space (a JVM, an OSD holding memstore objects) needs up to one host
+# mapping per guest page; past vm.max_map_count (65530 by default) UML kills that guest process
+# ("UML ran out of memory on the host side": the soak's OSD died so at 4-6G). Raise the limit to
+# the guest's page count when we may (root), else say what will happen.
+need_maps=$(( MEM_BYTES / 4096 + 65536 ))
+have_maps=$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 0)
+if (( have_maps < need_maps )); then
+  if echo "$need_maps" 2>/dev/null > /proc/sys/vm/max_map_count; then
+    echo "uml-run: raised vm.max_map_count from $have_maps to $need_maps (one host mapping per guest page, $MEM)" >&2
+  else
+    echo "uml-run: vm.max_map_count is $have_maps, under the $need_maps a $MEM guest may need; large guest processes may be killed ('UML ran out of memory on the host side'): sysctl -w vm.max_map_count=$need_maps as root" >&2
+  fi
+fi
+
 sweep() { # kill whatever is left of this guest: UML's helper processes carry the kernel's command line
   local f   # ("[u]mid" so that grep does not find its own command line)
   # shellcheck disable=SC2013  # (paths /proc/N/cmdline, one per line)
